@@ -1,0 +1,124 @@
+//! `vrl`: run experiments, check the installation, benchmark.
+//!
+//! Exit status: 0 done; 2 bad input (unknown key, bad value, missing or corrupt data, unknown name),
+//! with a one-paragraph message; 75 stopped by a signal after saving a checkpoint (run the same
+//! command again to resume); 1 any other failure.
+
+mod bench;
+mod doctor;
+mod experiments;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The commit vrl was built from.
+pub const GIT_COMMIT: &str = env!("VRL_GIT_COMMIT");
+
+#[derive(Parser, Debug)]
+#[command(name = "vrl", version, about = "Visual representation learning studies on LibTorch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print versions, threads, CUDA availability and device, and the state of the dataset cache.
+    Doctor,
+    /// Run an experiment (`tour`: the smoke preset of every experiment); without a name, list them.
+    Experiment(experiments::ExperimentArgs),
+    /// Time a training step; `--json` prints one JSON line (used by `cargo xtask bench`).
+    Bench(bench::BenchArgs),
+    /// The model zoo.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Each model with its parameter count at the default configuration.
+    List,
+}
+
+/// An error in what the user asked for (exit status 2).
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UserError {}
+
+/// Whether an error was caused by the user's input (exit status 2) rather than a failure of vrl.
+fn is_user_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<UserError>()
+            || e.is::<vrl_config::ConfigError>()
+            || e.is::<vrl_data::DataError>()
+            || e.is::<vrl_cache::CacheError>()
+            || e.is::<vrl_models::ModelError>()
+            || e.is::<vrl_train::DeviceError>()
+            || matches!(e.downcast_ref::<vrl_optim::OptimError>(), Some(vrl_optim::OptimError::Unknown { .. } | vrl_optim::OptimError::HParam { .. }))
+            || matches!(e.downcast_ref::<vrl_run::RunError>(), Some(vrl_run::RunError::ConfigChanged { .. }))
+            || matches!(e.downcast_ref::<vrl_train::CheckpointError>(), Some(vrl_train::CheckpointError::Mismatch { .. }))
+    })
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "error: internal error in vrl ({info}). This is a bug: please report it with the command you ran. \
+             Set RUST_BACKTRACE=1 for a backtrace."
+        );
+        if std::env::var("RUST_BACKTRACE").is_ok_and(|v| v == "full") {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Doctor => doctor::run(),
+        Command::Experiment(args) => experiments::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Models { command: ModelsCommand::List } => models_list(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(if is_user_error(&err) { 2 } else { 1 })
+        }
+    }
+}
+
+fn models_list() -> anyhow::Result<ExitCode> {
+    for entry in vrl_models::REGISTRY {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        (entry.build)(&vs.root(), &vrl_models::ModelArgs::default())?;
+        let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        println!("{:<24} {:>12}  {}", entry.name, params, entry.description);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The default directory of experiment files: `./experiments`, else the source tree's.
+pub fn default_experiments_dir() -> PathBuf {
+    let local = PathBuf::from("experiments");
+    if local.is_dir() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../experiments")
+}

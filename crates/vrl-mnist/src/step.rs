@@ -1,0 +1,56 @@
+//! One training step, shared by the training loop, the criterion bench and `vrl bench mnist-step`.
+
+use tch::{Device, Kind, Tensor, nn};
+use vrl_models::{Model, ModelArgs};
+use vrl_optim::{HParams, Optimizer};
+
+/// A model, its variables and an optimizer over them.
+pub struct TrainStep {
+    /// The variables (weights and batch-norm statistics).
+    pub vs: nn::VarStore,
+    /// The network.
+    pub model: Box<dyn Model>,
+    /// The optimizer over the trainable variables.
+    pub optimizer: Box<dyn Optimizer>,
+}
+
+impl std::fmt::Debug for TrainStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainStep").field("model", &self.model).field("optimizer", &self.optimizer.name()).finish()
+    }
+}
+
+impl TrainStep {
+    /// Builds the model `model` on `device` (initialised from LibTorch's generator, which the caller seeds)
+    /// and the optimizer `optimizer` over its trainable variables, in name order.
+    pub fn new(
+        model: &str,
+        args: &ModelArgs,
+        optimizer: &str,
+        hparams: &HParams,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let model = vrl_models::create(model, &vs.root(), args)?;
+        let mut params: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let optimizer = vrl_optim::create(optimizer, hparams, params)?;
+        Ok(TrainStep { vs, model, optimizer })
+    }
+
+    /// Forward in training mode, cross-entropy, backward and one update at rate `lr`.
+    /// Returns the loss and the number of correct predictions, as 0-d tensors (no device sync).
+    ///
+    /// # Shapes
+    /// `images: [B, C, H, W]` float, `labels: [B]` int64.
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor, lr: f64) -> anyhow::Result<(Tensor, Tensor)> {
+        let logits = self.model.forward_t(images, true);
+        let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
+        self.optimizer.zero_grad();
+        loss.f_backward()?;
+        self.optimizer.step(lr)?;
+        let correct = logits.detach().argmax(-1, false).eq_tensor(labels).sum(Kind::Int64);
+        Ok((loss.detach(), correct))
+    }
+}

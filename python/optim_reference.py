@@ -1,0 +1,149 @@
+"""Reference trajectories of `torch.optim.SGD` and `torch.optim.AdamW` for vrl-optim's tests.
+
+Run from the repository root (needs only torch):
+
+    $VRL_PYTHON python/optim_reference.py
+
+It writes `crates/vrl-optim/tests/fixtures/optim_reference.safetensors`, read by
+`crates/vrl-optim/tests/reference.rs`. Never edit the fixture by hand; change this script and rerun it.
+
+For each case and for float64 and float32, three parameters (`linear.weight` [4, 3], `norm.bias` [3],
+`conv.weight` [2, 3, 2, 2]) take 10 steps. The gradient of step k is a seeded random tensor set
+directly as `p.grad` (no loss), so the Rust side can feed the very same gradients. The learning rate
+changes every step (`lr_k = lr * (1 + 0.1 k)`), set as `group["lr"]` before each `opt.step()`, as
+vrl passes it to `Optimizer::step(lr)`. vrl decays only parameters with two or more dimensions, so
+those form one parameter group with the case's `weight_decay` and the 1-d ones a group without.
+
+Tensors, all in the file's one flat namespace:
+
+    {case}/{dtype}/init/{param}        parameters before the first step
+    {case}/{dtype}/grad/{k}/{param}    gradient of step k (0-based), in the case's dtype
+    {case}/{dtype}/final/{param}       parameters after the last step
+    {case}/lrs                         float64 [steps], the learning rate of each step
+
+`__metadata__["cases"]` is a JSON list of `{"name", "optimizer", "hparams", "lrs", "steps",
+"params": [[name, shape], ...], "dtypes"}`, with hyper-parameters under vrl's (= PyTorch's) names, so
+that `hparams` deserialises straight into `vrl_optim::HParams`.
+
+The file is written by hand in the safetensors format (8-byte little-endian header length, JSON
+header padded with spaces to a multiple of 8, then the raw little-endian bytes) so that the script
+needs no `safetensors` package.
+"""
+
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent.parent / "crates/vrl-optim/tests/fixtures/optim_reference.safetensors"
+STEPS = 10
+PARAMS = [("linear.weight", [4, 3]), ("norm.bias", [3]), ("conv.weight", [2, 3, 2, 2])]
+DTYPES = {"f64": (torch.float64, "F64"), "f32": (torch.float32, "F32")}
+
+# (name, optimizer, hyper-parameters with vrl's names). `lr` is the base of the per-step schedule.
+CASES = [
+    ("sgd_plain", "sgd", {"lr": 0.1}),
+    ("sgd_momentum_wd", "sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-2}),
+    ("sgd_momentum_dampening", "sgd", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1}),
+    ("sgd_nesterov_wd", "sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
+    ("adamw_defaults", "adamw", {"lr": 1e-2}),
+    ("adamw_custom", "adamw", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}),
+]
+
+
+def make_optimizer(optimizer, hparams, params):
+    """The torch optimizer, with weight decay on parameters of two or more dimensions only."""
+    h = dict(hparams)
+    if optimizer == "sgd":
+        h.setdefault("weight_decay", 0.0)
+        cls = torch.optim.SGD
+    else:
+        h.setdefault("weight_decay", 1e-2)  # torch's (and vrl's) AdamW default
+        h["betas"] = tuple(h.get("betas", (0.9, 0.999)))
+        cls = torch.optim.AdamW
+    wd = h.pop("weight_decay")
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    # Single-tensor code path: the one vrl mirrors (CPU defaults to it anyway).
+    return cls(groups, foreach=False, **h)
+
+
+def run_case(index, optimizer, hparams, dtype, lrs):
+    """Returns (init, grads, final) as lists of tensors in PARAMS order; grads[k][i] for step k."""
+    gen = torch.Generator().manual_seed(1000 + index)
+    # Drawn in float64 and cast, so both dtypes of a case start from the same numbers.
+    init = [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) for _, shape in PARAMS]
+    grads = [
+        [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) for _, shape in PARAMS]
+        for _ in range(STEPS)
+    ]
+    params = [t.clone().requires_grad_(True) for t in init]
+    opt = make_optimizer(optimizer, hparams, params)
+    for k in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        for p, g in zip(params, grads[k]):
+            p.grad = g.clone()
+        for group in opt.param_groups:
+            group["lr"] = lrs[k]
+        opt.step()
+    final = [p.detach().clone() for p in params]
+    return init, grads, final
+
+
+def save_safetensors(path, tensors, metadata):
+    """Writes `tensors` (name -> contiguous CPU tensor of float64/float32) in the safetensors format."""
+    assert sys.byteorder == "little", "safetensors stores little-endian data"
+    header = {"__metadata__": metadata}
+    blobs = []
+    offset = 0
+    for name, t in tensors.items():
+        tag = {torch.float64: "F64", torch.float32: "F32"}[t.dtype]
+        data = bytes(t.contiguous().view(torch.uint8).flatten().tolist())
+        header[name] = {"dtype": tag, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for b in blobs:
+            f.write(b)
+
+
+def main():
+    tensors = {}
+    cases = []
+    for index, (name, optimizer, hparams) in enumerate(CASES):
+        lrs = [hparams["lr"] * (1 + 0.1 * k) for k in range(STEPS)]
+        assert all(math.isfinite(lr) for lr in lrs)
+        tensors[f"{name}/lrs"] = torch.tensor(lrs, dtype=torch.float64)
+        for dname, (dtype, _) in DTYPES.items():
+            init, grads, final = run_case(index, optimizer, hparams, dtype, lrs)
+            for i, (pname, _) in enumerate(PARAMS):
+                tensors[f"{name}/{dname}/init/{pname}"] = init[i]
+                for k in range(STEPS):
+                    tensors[f"{name}/{dname}/grad/{k}/{pname}"] = grads[k][i]
+                tensors[f"{name}/{dname}/final/{pname}"] = final[i]
+        cases.append({
+            "name": name,
+            "optimizer": optimizer,
+            "hparams": hparams,
+            "lrs": lrs,
+            "steps": STEPS,
+            "params": PARAMS,
+            "dtypes": list(DTYPES),
+        })
+    metadata = {"cases": json.dumps(cases), "generator": f"python/optim_reference.py, torch {torch.__version__}"}
+    save_safetensors(OUT, tensors, metadata)
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(tensors)} tensors, {len(cases)} cases)")
+
+
+if __name__ == "__main__":
+    main()
