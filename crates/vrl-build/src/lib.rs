@@ -147,7 +147,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(libtorch_version(&root.join("lib")), ("2.11.0+cu130".to_string(), "13.0".to_string()));
-        std::fs::write(root.join("version.py"), "__version__ = '2.11.0+cpu'\ncuda: Optional[str] = None\n").unwrap();
+        std::fs::write(root.join("version.py"), "__version__ = '2.11.0+cpu'\ncuda: Optional[str] = None\n")
+            .unwrap();
         assert_eq!(libtorch_version(&root.join("lib")), ("2.11.0+cpu".to_string(), String::new()));
         std::fs::remove_dir_all(&root).unwrap();
     }

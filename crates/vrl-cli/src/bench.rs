@@ -62,7 +62,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "threads": threads, "steps": steps, "images_per_sec": ips})
         );
     } else {
-        println!("mnist_train_step: {ips:.0} images/s ({steps} steps of {}, {threads} threads)", args.batch_size);
+        println!(
+            "mnist_train_step: {ips:.0} images/s ({steps} steps of {}, {threads} threads)",
+            args.batch_size
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -66,11 +66,9 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
 fn run_study(file: &ExperimentFile, opts: &RunOptions, stop: &StopSignal) -> anyhow::Result<Outcome> {
     match file.study.as_str() {
         "mnist" => vrl_mnist::run(file, opts, stop, crate::GIT_COMMIT),
-        other => Err(UserError(format!(
-            "{}: unknown study `{other}` (known: mnist)",
-            file.path.display()
-        ))
-        .into()),
+        other => {
+            Err(UserError(format!("{}: unknown study `{other}` (known: mnist)", file.path.display())).into())
+        }
     }
 }
 
@@ -96,7 +94,11 @@ fn report_outcome(name: &str, outcome: Outcome) -> ExitCode {
 
 /// The figures a study puts first: `test_accuracy` where there is one, else all of `results`.
 fn headline(results: &Value) -> Value {
-    results.get("test_accuracy").cloned().map(|v| serde_json::json!({ "test_accuracy": v })).unwrap_or_else(|| results.clone())
+    results
+        .get("test_accuracy")
+        .cloned()
+        .map(|v| serde_json::json!({ "test_accuracy": v }))
+        .unwrap_or_else(|| results.clone())
 }
 
 fn load_all(dir: &Path) -> anyhow::Result<Vec<ExperimentFile>> {
@@ -127,7 +129,12 @@ fn list(files: &[ExperimentFile], dir: &Path) {
     println!("\nrun one with: vrl experiment NAME [--preset P] [--set key=value]...");
 }
 
-fn tour(files: &[ExperimentFile], args: &ExperimentArgs, stop: &StopSignal, command: &[String]) -> anyhow::Result<ExitCode> {
+fn tour(
+    files: &[ExperimentFile],
+    args: &ExperimentArgs,
+    stop: &StopSignal,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for file in files.iter().filter(|f| f.presets.contains_key("smoke")) {
         eprintln!("==> tour: {} (smoke)", file.name);
@@ -155,12 +162,9 @@ fn tour(files: &[ExperimentFile], args: &ExperimentArgs, stop: &StopSignal, comm
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|(name, dir, headline, secs)| {
-            let rel = Path::new("../..").join(name).join(dir.file_name().unwrap_or_default()).join("report.md");
-            vec![
-                format!("[{name}]({})", rel.display()),
-                flatten(headline),
-                format!("{secs:.0} s"),
-            ]
+            let rel =
+                Path::new("../..").join(name).join(dir.file_name().unwrap_or_default()).join("report.md");
+            vec![format!("[{name}]({})", rel.display()), flatten(headline), format!("{secs:.0} s")]
         })
         .collect();
     report.table(&["experiment", "headline", "time (this invocation)"], &table);

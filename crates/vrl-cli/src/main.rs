@@ -64,9 +64,15 @@ fn is_user_error(err: &anyhow::Error) -> bool {
             || e.is::<vrl_cache::CacheError>()
             || e.is::<vrl_models::ModelError>()
             || e.is::<vrl_train::DeviceError>()
-            || matches!(e.downcast_ref::<vrl_optim::OptimError>(), Some(vrl_optim::OptimError::Unknown { .. } | vrl_optim::OptimError::HParam { .. }))
+            || matches!(
+                e.downcast_ref::<vrl_optim::OptimError>(),
+                Some(vrl_optim::OptimError::Unknown { .. } | vrl_optim::OptimError::HParam { .. })
+            )
             || matches!(e.downcast_ref::<vrl_run::RunError>(), Some(vrl_run::RunError::ConfigChanged { .. }))
-            || matches!(e.downcast_ref::<vrl_train::CheckpointError>(), Some(vrl_train::CheckpointError::Mismatch { .. }))
+            || matches!(
+                e.downcast_ref::<vrl_train::CheckpointError>(),
+                Some(vrl_train::CheckpointError::Mismatch { .. })
+            )
     })
 }
 
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let cli = Cli::parse();

@@ -111,7 +111,8 @@ pub struct Override {
 impl Override {
     /// Parses `key.path=value`.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let bad = |message: &str| ConfigError::BadOverride { text: text.to_string(), message: message.into() };
+        let bad =
+            |message: &str| ConfigError::BadOverride { text: text.to_string(), message: message.into() };
         let (key, raw) = text.split_once('=').ok_or_else(|| bad("no `=`"))?;
         let key = key.trim();
         if key.is_empty() {
@@ -249,7 +250,10 @@ impl ExperimentFile {
             None => name.clone(),
             Some(Value::String(s)) => s,
             Some(other) => {
-                return Err(parse_err(format!("`experiment.study` must be a string, found {}", other.type_str())));
+                return Err(parse_err(format!(
+                    "`experiment.study` must be a string, found {}",
+                    other.type_str()
+                )));
             }
         };
         if let Some(key) = meta.keys().next() {
@@ -272,7 +276,9 @@ impl ExperimentFile {
                 let config = match preset.remove("config") {
                     None => Table::new(),
                     Some(Value::Table(t)) => t,
-                    Some(_) => return Err(parse_err(format!("`presets.{preset_name}.config` must be a table"))),
+                    Some(_) => {
+                        return Err(parse_err(format!("`presets.{preset_name}.config` must be a table")));
+                    }
                 };
                 if let Some(key) = preset.keys().next() {
                     return Err(parse_err(format!(
@@ -283,7 +289,9 @@ impl ExperimentFile {
             }
         }
         if !presets.contains_key(&default_preset) && !presets.is_empty() {
-            return Err(parse_err(format!("default preset `{default_preset}` is not defined under [presets]")));
+            return Err(parse_err(format!(
+                "default preset `{default_preset}` is not defined under [presets]"
+            )));
         }
         Ok(ExperimentFile { path, name, description, study, default_preset, defaults, presets })
     }
@@ -329,7 +337,7 @@ impl ExperimentFile {
 pub fn from_table<T: DeserializeOwned>(table: Table, experiment: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize::<_, T>(Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = e.into_inner().message().to_string();
         // serde names the unknown field itself; make the path point at it too.
         let key = match unknown_field(&inner) {
             Some(field) if key == "." => field.to_string(),
@@ -522,11 +530,9 @@ mod tests {
         assert!(e.to_string().contains("x.toml") && e.to_string().contains("experiment.name"), "{e}");
         let e = ExperimentFile::parse("[[[", "y.toml").unwrap_err();
         assert!(e.to_string().contains("y.toml"), "{e}");
-        let e = ExperimentFile::parse(
-            "[experiment]\nname='a'\ndescription='b'\n[config]\n[extra]\n",
-            "z.toml",
-        )
-        .unwrap_err();
+        let e =
+            ExperimentFile::parse("[experiment]\nname='a'\ndescription='b'\n[config]\n[extra]\n", "z.toml")
+                .unwrap_err();
         assert!(e.to_string().contains("`extra`"), "{e}");
         let e = ExperimentFile::load(Path::new("/nonexistent/exp.toml")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/exp.toml"), "{e}");

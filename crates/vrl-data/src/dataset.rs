@@ -42,7 +42,14 @@ impl TensorDataset {
 
     /// The batches of one epoch, starting at batch `skip`. With `shuffle`, the order is the
     /// permutation for (`seed`, `epoch`), so it can be recomputed on resume.
-    pub fn batches(&self, batch_size: usize, epoch: u64, seed: u64, shuffle: bool, skip: usize) -> Batches<'_> {
+    pub fn batches(
+        &self,
+        batch_size: usize,
+        epoch: u64,
+        seed: u64,
+        shuffle: bool,
+        skip: usize,
+    ) -> Batches<'_> {
         let n = self.len();
         let order = if shuffle {
             let p: Vec<i64> = permutation(n, seed, epoch).into_iter().map(|i| i as i64).collect();

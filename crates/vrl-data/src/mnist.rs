@@ -105,7 +105,10 @@ mod tests {
         write_idx(&d.join("t10k-images-idx3-ubyte"), &[1, 2, 2], &[0; 4]);
         write_idx(&d.join("t10k-labels-idx1-ubyte"), &[2], &[1, 2]);
         let e = Mnist::load(d).unwrap_err().to_string();
-        assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("2 labels") && e.contains("1 images"), "{e}");
+        assert!(
+            e.contains("t10k-labels-idx1-ubyte") && e.contains("2 labels") && e.contains("1 images"),
+            "{e}"
+        );
         write_idx(&d.join("t10k-labels-idx1-ubyte"), &[1], &[12]);
         let e = Mnist::load(d).unwrap_err().to_string();
         assert!(e.contains("label 12 at index 0"), "{e}");

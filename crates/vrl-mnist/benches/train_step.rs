@@ -10,7 +10,8 @@ use vrl_optim::HParams;
 fn bench(c: &mut Criterion) {
     let batch = 128i64;
     tch::manual_seed(0);
-    let hp = HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"]).expect("hparams");
+    let hp =
+        HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"]).expect("hparams");
     let mut ts = TrainStep::new("mnist_cnn", &ModelArgs::default(), "sgd", &hp, Device::Cpu).expect("model");
     let x = Tensor::randn([batch, 1, 28, 28], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu));

@@ -1,6 +1,6 @@
 //! One training step, shared by the training loop, the criterion bench and `vrl bench mnist-step`.
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Tensor, nn};
 use vrl_models::{Model, ModelArgs};
 use vrl_optim::{HParams, Optimizer};
 
@@ -16,7 +16,10 @@ pub struct TrainStep {
 
 impl std::fmt::Debug for TrainStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrainStep").field("model", &self.model).field("optimizer", &self.optimizer.name()).finish()
+        f.debug_struct("TrainStep")
+            .field("model", &self.model)
+            .field("optimizer", &self.optimizer.name())
+            .finish()
     }
 }
 
@@ -40,7 +43,7 @@ impl TrainStep {
     }
 
     /// Forward in training mode, cross-entropy, backward and one update at rate `lr`.
-    /// Returns the loss and the number of correct predictions, as 0-d tensors (no device sync).
+    /// Returns the loss (0-d) and the logits, detached (no device sync).
     ///
     /// # Shapes
     /// `images: [B, C, H, W]` float, `labels: [B]` int64.
@@ -50,7 +53,6 @@ impl TrainStep {
         self.optimizer.zero_grad();
         loss.f_backward()?;
         self.optimizer.step(lr)?;
-        let correct = logits.detach().argmax(-1, false).eq_tensor(labels).sum(Kind::Int64);
-        Ok((loss.detach(), correct))
+        Ok((loss.detach(), logits.detach()))
     }
 }

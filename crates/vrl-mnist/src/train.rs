@@ -33,14 +33,23 @@ enum Trained {
 }
 
 /// Runs the experiment described by `file` with `opts`; see the crate documentation.
-pub fn run(file: &ExperimentFile, opts: &RunOptions, stop: &StopSignal, vrl_commit: &str) -> anyhow::Result<Outcome> {
+pub fn run(
+    file: &ExperimentFile,
+    opts: &RunOptions,
+    stop: &StopSignal,
+    vrl_commit: &str,
+) -> anyhow::Result<Outcome> {
     let resolved = file.resolve::<MnistConfig>(opts.preset.as_deref(), &opts.overrides)?;
     let cfg = &resolved.config;
     validate(cfg)?;
     let run_id = resolved.run_id();
     let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
     if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished { dir: run.path().to_path_buf(), results: run.read_results()?, already: true });
+        return Ok(Outcome::Finished {
+            dir: run.path().to_path_buf(),
+            results: run.read_results()?,
+            already: true,
+        });
     }
     let threads = vrl_train::configure_threads(cfg.threads);
     let device = vrl_train::parse_device(&cfg.device)?;
@@ -94,17 +103,23 @@ fn validate(cfg: &MnistConfig) -> anyhow::Result<()> {
         ("train.divergence_factor", t.divergence_factor),
     ];
     for (key, v) in positive {
-        anyhow::ensure!(v > 0.0 && v.is_finite(), vrl_config::ConfigError::Invalid {
-            experiment: "mnist".into(),
-            key: key.into(),
-            message: format!("must be positive, got {v}"),
-        });
+        anyhow::ensure!(
+            v > 0.0 && v.is_finite(),
+            vrl_config::ConfigError::Invalid {
+                experiment: "mnist".into(),
+                key: key.into(),
+                message: format!("must be positive, got {v}"),
+            }
+        );
     }
-    anyhow::ensure!(!cfg.optimizers.is_empty(), vrl_config::ConfigError::Invalid {
-        experiment: "mnist".into(),
-        key: "optimizers".into(),
-        message: "at least one optimizer is needed".into(),
-    });
+    anyhow::ensure!(
+        !cfg.optimizers.is_empty(),
+        vrl_config::ConfigError::Invalid {
+            experiment: "mnist".into(),
+            key: "optimizers".into(),
+            message: "at least one optimizer is needed".into(),
+        }
+    );
     Ok(())
 }
 
@@ -143,12 +158,19 @@ fn train_one(
     let bar = progress_bar(total, label);
     bar.set_position(start);
 
-    let save = |ts: &TrainStep, step: u64, state: &LoopState, metrics: &mut MetricsLog| -> anyhow::Result<()> {
-        metrics.sync()?;
-        let model: Vec<(String, Tensor)> = ts.vs.variables().into_iter().collect();
-        Checkpoint::save(&ckpt_dir, step, state, &[("model", model), ("optim", ts.optimizer.state())], t.keep_checkpoints)?;
-        Ok(())
-    };
+    let save =
+        |ts: &TrainStep, step: u64, state: &LoopState, metrics: &mut MetricsLog| -> anyhow::Result<()> {
+            metrics.sync()?;
+            let model: Vec<(String, Tensor)> = ts.vs.variables().into_iter().collect();
+            Checkpoint::save(
+                &ckpt_dir,
+                step,
+                state,
+                &[("model", model), ("optim", ts.optimizer.state())],
+                t.keep_checkpoints,
+            )?;
+            Ok(())
+        };
 
     let mut step = start;
     while step < total {
@@ -157,7 +179,9 @@ fn train_one(
         for (images, labels) in train.batches(t.batch_size, epoch, cfg.seed, true, skip) {
             seed_step(cfg.seed, step);
             let lr = t.schedule.lr(base_lr, step, total);
-            let (loss, correct) = ts.step(&images.to_device(device), &labels.to_device(device), lr)?;
+            let labels = labels.to_device(device);
+            let (loss, logits) = ts.step(&images.to_device(device), &labels, lr)?;
+            let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let loss = loss.double_value(&[]);
             step += 1;
             state.window_loss += loss * labels.size()[0] as f64;
@@ -166,7 +190,8 @@ fn train_one(
             let reference = *state.first_loss.get_or_insert(loss);
             if !loss.is_finite() || loss > t.divergence_factor * reference.max(1e-3) {
                 bar.abandon_with_message(format!("diverged at step {step}"));
-                metrics.log(&json!({"step": step, "epoch": epoch, "lr": lr, "loss": loss, "diverged": true}))?;
+                metrics
+                    .log(&json!({"step": step, "epoch": epoch, "lr": lr, "loss": loss, "diverged": true}))?;
                 tracing::warn!("{label}: diverged at step {step} (loss {loss})");
                 return Ok(Trained::Done(json!({
                     "optimizer": label, "status": "diverged", "diverged_at_step": step, "loss": finite_or_null(loss),
@@ -217,7 +242,12 @@ fn finite_or_null(x: f64) -> Value {
 }
 
 /// Mean cross-entropy and accuracy on a data set, in evaluation mode.
-fn evaluate(ts: &TrainStep, data: &TensorDataset, batch_size: usize, device: Device) -> anyhow::Result<(f64, f64)> {
+fn evaluate(
+    ts: &TrainStep,
+    data: &TensorDataset,
+    batch_size: usize,
+    device: Device,
+) -> anyhow::Result<(f64, f64)> {
     let _guard = tch::no_grad_guard();
     let mut loss = Tensor::zeros([], (Kind::Double, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
@@ -245,7 +275,8 @@ fn finish(
     let mut loss_series = Vec::new();
     let mut acc_series = Vec::new();
     for label in labels {
-        let entries = vrl_run::read_metrics(&run.path().join(label).join("metrics.jsonl")).unwrap_or_default();
+        let entries =
+            vrl_run::read_metrics(&run.path().join(label).join("metrics.jsonl")).unwrap_or_default();
         let mut loss = Vec::new();
         let mut acc = Vec::new();
         for mut e in entries {

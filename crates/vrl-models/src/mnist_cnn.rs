@@ -3,8 +3,8 @@
 //! Keys: `conv{1,2}.weight`, `bn{1,2}.{weight,bias,running_mean,running_var,num_batches_tracked}`,
 //! `fc.{weight,bias}`. Weight initialisation as PyTorch's defaults (Kaiming-uniform, a = √5).
 
-use tch::nn::{self, ModuleT};
 use tch::Tensor;
+use tch::nn::{self, ModuleT};
 
 use crate::{Model, ModelArgs, ModelError};
 
@@ -89,7 +89,8 @@ mod tests {
         assert!(MnistCnn::new(&vs.root(), &args).unwrap_err().to_string().contains("widths"));
         let args = ModelArgs { img_size: 30, ..Default::default() };
         assert!(MnistCnn::new(&vs.root(), &args).is_err());
-        let m = MnistCnn::new(&vs.root() / "ok", &ModelArgs { widths: vec![4, 8], ..Default::default() }).unwrap();
+        let m = MnistCnn::new(&vs.root() / "ok", &ModelArgs { widths: vec![4, 8], ..Default::default() })
+            .unwrap();
         let y = Model::forward_t(&m, &Tensor::ones([3, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), [3, 10]);
     }

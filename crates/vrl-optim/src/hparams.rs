@@ -143,12 +143,16 @@ mod tests {
     fn parse_and_resolve() {
         let h = HParams::parse(&["lr=0.5", "nesterov=true", "betas=0.8, 0.9"]).unwrap();
         assert_eq!(h.0["betas"], HValue::Pair([0.8, 0.9]));
-        let defaults = HParams::parse(&["lr=0.1", "nesterov=false", "betas=[0.9,0.999]", "eps=1e-8"]).unwrap();
+        let defaults =
+            HParams::parse(&["lr=0.1", "nesterov=false", "betas=[0.9,0.999]", "eps=1e-8"]).unwrap();
         let r = h.resolve("x", defaults.clone()).unwrap();
         assert_eq!(r.non_negative("lr").unwrap(), 0.5);
         assert_eq!(r.non_negative("eps").unwrap(), 1e-8);
         let e = HParams::parse(&["momentun=0.9"]).unwrap().resolve("x", defaults.clone()).unwrap_err();
-        assert!(e.to_string().contains("`momentun`") && e.to_string().contains("takes betas, eps, lr"), "{e}");
+        assert!(
+            e.to_string().contains("`momentun`") && e.to_string().contains("takes betas, eps, lr"),
+            "{e}"
+        );
         let e = HParams::parse(&["lr=true"]).unwrap().resolve("x", defaults).unwrap_err();
         assert!(e.to_string().contains("expected a value like `0.1`"), "{e}");
         assert!(HParams::parse(&["lr=fast"]).is_err());

@@ -100,11 +100,16 @@ pub const REGISTRY: &[Entry] = &[
 ];
 
 /// Creates the optimizer `name` (case-insensitive) over `params`; `hparams` override its defaults.
-pub fn create(name: &str, hparams: &HParams, params: Vec<NamedParam>) -> Result<Box<dyn Optimizer>, OptimError> {
-    let entry = REGISTRY.iter().find(|e| e.name.eq_ignore_ascii_case(name)).ok_or_else(|| OptimError::Unknown {
-        name: name.to_string(),
-        available: REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
-    })?;
+pub fn create(
+    name: &str,
+    hparams: &HParams,
+    params: Vec<NamedParam>,
+) -> Result<Box<dyn Optimizer>, OptimError> {
+    let entry =
+        REGISTRY.iter().find(|e| e.name.eq_ignore_ascii_case(name)).ok_or_else(|| OptimError::Unknown {
+            name: name.to_string(),
+            available: REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        })?;
     (entry.build)(hparams, params)
 }
 

@@ -125,7 +125,9 @@ impl Optimizer for Sgd {
         for ((name, p), buf) in self.params.iter().zip(self.momentum_buffers.iter_mut()) {
             let key = format!("{name}.momentum_buffer");
             *buf = match state.contains_key(&key) || (self.momentum != 0.0 && self.step > 0) {
-                true => Some(state_tensor("sgd", state, &key, p)?.to_kind(p.kind()).to_device(p.device()).copy()),
+                true => {
+                    Some(state_tensor("sgd", state, &key, p)?.to_kind(p.kind()).to_device(p.device()).copy())
+                }
                 false => None,
             };
         }

@@ -71,7 +71,10 @@ pub enum RunError {
     },
 }
 
-pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RunError + 'a {
+pub(crate) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RunError + 'a {
     move |source| RunError::Io { action, path: path.to_path_buf(), source }
 }
 
@@ -222,7 +225,10 @@ mod tests {
         let changed = RunDir::open(root.path(), "e", "smoke", "a = 2\n", false).unwrap_err();
         assert!(changed.to_string().contains("--fresh"), "{changed}");
         run.write_results(&serde_json::json!({"x": 1})).unwrap();
-        assert_eq!(RunDir::open(root.path(), "e", "smoke", "a = 1\n", false).unwrap().state(), RunState::Finished);
+        assert_eq!(
+            RunDir::open(root.path(), "e", "smoke", "a = 1\n", false).unwrap().state(),
+            RunState::Finished
+        );
         let fresh = RunDir::open(root.path(), "e", "smoke", "a = 2\n", true).unwrap();
         assert_eq!(fresh.state(), RunState::New);
         RunDir::open(root.path(), "e", "other", "a = 1\n", false).unwrap();

@@ -33,7 +33,8 @@ impl MetricsLog {
             text.push('\n');
         }
         write_atomic(path, text.as_bytes())?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io_err("cannot open", path))?;
+        let file =
+            std::fs::OpenOptions::new().append(true).open(path).map_err(io_err("cannot open", path))?;
         Ok(MetricsLog { path: path.to_path_buf(), file })
     }
 

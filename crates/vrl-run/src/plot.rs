@@ -25,9 +25,16 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// Draws the series as lines on shared axes and writes an SVG file atomically. Non-finite points are skipped.
-pub fn line_plot_svg(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<(), RunError> {
+pub fn line_plot_svg(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<(), RunError> {
     let err = |e: String| RunError::Plot { path: path.to_path_buf(), message: e };
-    let finite = || series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let finite =
+        || series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in finite() {
         x0 = x0.min(x);
@@ -54,12 +61,7 @@ pub fn line_plot_svg(path: &Path, title: &str, x_label: &str, y_label: &str, ser
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| err(e.to_string()))?;
         for (i, s) in series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let pts = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
@@ -96,7 +98,13 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.starts_with("<svg"));
         assert!(text.contains("adamw") && text.contains("sgd"));
-        let e = line_plot_svg(&p, "t", "x", "y", &[Series { label: "nan".into(), points: vec![(f64::NAN, 1.0)] }]);
+        let e = line_plot_svg(
+            &p,
+            "t",
+            "x",
+            "y",
+            &[Series { label: "nan".into(), points: vec![(f64::NAN, 1.0)] }],
+        );
         assert!(e.is_err());
     }
 }

@@ -78,7 +78,8 @@ pub fn to_safetensors_bytes(
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_device(tch::Device::Cpu).contiguous();
-        let dt = dtype(t.kind()).ok_or_else(|| format!("tensor `{name}` has unsupported kind {:?}", t.kind()))?;
+        let dt =
+            dtype(t.kind()).ok_or_else(|| format!("tensor `{name}` has unsupported kind {:?}", t.kind()))?;
         let numel = t.numel();
         let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
         t.f_copy_data_u8(&mut data, numel).map_err(|e| format!("tensor `{name}`: {e}"))?;
@@ -101,17 +102,22 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(),
 }
 
 /// Reads every tensor of a safetensors file, and its metadata.
-pub fn load_safetensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), CheckpointError> {
+pub fn load_safetensors(
+    path: &Path,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = HashMap::new();
     for (name, view) in st.iter() {
-        let k = kind(view.dtype())
-            .ok_or_else(|| file_err(path, format!("tensor `{name}` has unsupported dtype {:?}", view.dtype())))?;
+        let k = kind(view.dtype()).ok_or_else(|| {
+            file_err(path, format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
+        })?;
         let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &size, k).map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
+        let t = Tensor::f_from_data_size(view.data(), &size, k)
+            .map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
         out.insert(name.to_string(), t);
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
@@ -119,7 +125,11 @@ pub fn load_safetensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap
 
 /// Copies `tensors` into the variables of `vs` (names and shapes must match exactly). On a mismatch
 /// nothing is copied and the error lists every missing, unexpected and wrongly shaped tensor.
-pub fn load_into_varstore(vs: &VarStore, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), CheckpointError> {
+pub fn load_into_varstore(
+    vs: &VarStore,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
     let vars = vs.variables();
     let mut details = Vec::new();
     let names: BTreeSet<&String> = vars.keys().chain(tensors.keys()).collect();
@@ -225,7 +235,9 @@ impl Checkpoint {
         let step = header["step"].as_u64().ok_or_else(|| file_err(path, "checkpoint header has no step"))?;
         let mut groups: HashMap<String, HashMap<String, Tensor>> = HashMap::new();
         for (name, t) in tensors {
-            let (group, rest) = name.split_once('/').ok_or_else(|| file_err(path, format!("tensor `{name}` has no group")))?;
+            let (group, rest) = name
+                .split_once('/')
+                .ok_or_else(|| file_err(path, format!("tensor `{name}` has no group")))?;
             groups.entry(group.to_string()).or_default().insert(rest.to_string(), t);
         }
         Ok(Checkpoint { path: path.to_path_buf(), step, header: header["state"].clone(), groups })
@@ -233,12 +245,16 @@ impl Checkpoint {
 
     /// The study's header, deserialized.
     pub fn state<H: DeserializeOwned>(&self) -> Result<H, CheckpointError> {
-        serde_json::from_value(self.header.clone()).map_err(|e| file_err(&self.path, format!("checkpoint header: {e}")))
+        serde_json::from_value(self.header.clone())
+            .map_err(|e| file_err(&self.path, format!("checkpoint header: {e}")))
     }
 
     /// The tensors of a group (empty if absent).
     pub fn group(&self, name: &str) -> HashMap<String, Tensor> {
-        self.groups.get(name).map(|g| g.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect()).unwrap_or_default()
+        self.groups
+            .get(name)
+            .map(|g| g.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -255,8 +271,14 @@ mod tests {
         let weights: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         for step in [5u64, 10, 15] {
             let extra = vec![("step".to_string(), Tensor::from(step as i64))];
-            Checkpoint::save(dir.path(), step, &serde_json::json!({"epoch": 1}), &[("model", weights.clone()), ("optim", extra)], 2)
-                .unwrap();
+            Checkpoint::save(
+                dir.path(),
+                step,
+                &serde_json::json!({"epoch": 1}),
+                &[("model", weights.clone()), ("optim", extra)],
+                2,
+            )
+            .unwrap();
         }
         let list = Checkpoint::list(dir.path()).unwrap();
         assert_eq!(list.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![10, 15]);

@@ -57,7 +57,10 @@ pub fn device_name(device: Device) -> String {
         _ => std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
-                s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string())
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
             })
             .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
     }

@@ -51,7 +51,13 @@ pub fn configure_threads(threads: usize) -> usize {
 }
 
 /// Metadata for `meta.json`: versions of vrl, tch, LibTorch and CUDA, and the device.
-pub fn run_meta(experiment: &str, run_id: &str, device: Device, vrl_commit: &str, command: &[String]) -> RunMeta {
+pub fn run_meta(
+    experiment: &str,
+    run_id: &str,
+    device: Device,
+    vrl_commit: &str,
+    command: &[String],
+) -> RunMeta {
     let cuda = env!("VRL_CUDA_VERSION");
     RunMeta {
         experiment: experiment.to_string(),

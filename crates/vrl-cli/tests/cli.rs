@@ -1,0 +1,217 @@
+//! End-to-end tests of the `vrl` binary on small data the tests make: resume after SIGKILL and SIGTERM
+//! gives exactly the results of an uninterrupted run, and bad input exits with status 2 and a message.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const VRL: &str = env!("CARGO_BIN_EXE_vrl");
+
+fn experiments_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments")
+}
+
+fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    std::fs::write(path, v).unwrap();
+}
+
+/// A learnable toy set in MNIST's layout: class c lights up a 7x7 block at a class-dependent place.
+fn make_data(dir: &Path, n_train: usize, n_test: usize) {
+    let mut state = 12345u64;
+    let mut rand = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let mut images = vec![0u8; n * 784];
+        let mut labels = vec![0u8; n];
+        for i in 0..n {
+            let c = (rand() % 10) as usize;
+            labels[i] = c as u8;
+            let (r0, c0) = ((c / 4) * 7 + 2, (c % 4) * 7);
+            for r in 0..28 {
+                for col in 0..28 {
+                    let noise = (rand() % 60) as u8;
+                    let on = (r0..r0 + 7).contains(&r) && (c0..c0 + 7).contains(&col);
+                    images[i * 784 + r * 28 + col] = if on { 200u8.saturating_add(noise / 2) } else { noise };
+                }
+            }
+        }
+        write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n as u32, 28, 28], &images);
+        write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n as u32], &labels);
+    }
+}
+
+fn vrl(runs: &Path, data: &Path, extra: &[&str], fault: Option<&str>) -> Output {
+    let mut cmd = Command::new(VRL);
+    cmd.args(["experiment", "mnist", "--runs-dir"])
+        .arg(runs)
+        .arg("--experiments-dir")
+        .arg(experiments_dir())
+        .arg("--set")
+        .arg(format!("data.dir={}", data.display()));
+    for s in [
+        "device=cpu",
+        "threads=1",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.log_every=5",
+        "train.checkpoint_every=7",
+        "train.schedule.warmup_steps=5",
+        "model.args.widths=[4, 8]",
+    ] {
+        cmd.args(["--set", s]);
+    }
+    cmd.args(extra);
+    cmd.env("RUST_LOG", "warn");
+    match fault {
+        Some(f) => cmd.env("VRL_FAULT", f),
+        None => cmd.env_remove("VRL_FAULT"),
+    };
+    cmd.output().unwrap()
+}
+
+fn run_dir(runs: &Path) -> PathBuf {
+    let latest = runs.join("mnist/latest");
+    runs.join("mnist").join(std::fs::read_link(latest).unwrap())
+}
+
+/// Everything a run produced that must not depend on interruptions: results (without wall-clock
+/// timing), the merged metrics, and the final weights of each optimizer.
+fn fingerprint(runs: &Path) -> (serde_json::Value, String, Vec<Vec<u8>>) {
+    let dir = run_dir(runs);
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    results.as_object_mut().unwrap().remove("timing");
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let weights = ["sgd", "adamw"]
+        .iter()
+        .map(|o| std::fs::read(dir.join(o).join("model.safetensors")).unwrap())
+        .collect();
+    (results, metrics, weights)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn interrupted_runs_resume_to_identical_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    make_data(&data, 600, 200);
+
+    let reference = tmp.path().join("reference");
+    let out = vrl(&reference, &data, &[], None);
+    assert!(out.status.success(), "uninterrupted run failed: {}", stderr(&out));
+    let expected = fingerprint(&reference);
+    let acc = expected.0["test_accuracy"]["sgd"].as_f64().unwrap();
+    assert!(acc > 0.5, "the toy task should be learnt: {}", expected.0);
+    assert!(expected.1.lines().count() > 10);
+
+    // SIGKILL between checkpoints (last one at step 21, a metrics line at 25 that must be dropped).
+    let killed = tmp.path().join("killed");
+    let out = vrl(&killed, &data, &[], Some("kill@26"));
+    assert_eq!(out.status.signal(), Some(9), "expected death by SIGKILL: {}", stderr(&out));
+    assert!(!run_dir(&killed).join("results.json").exists());
+    let out = vrl(&killed, &data, &[], None);
+    assert!(out.status.success(), "resumed run failed: {}", stderr(&out));
+    assert_eq!(
+        fingerprint(&killed),
+        expected,
+        "a run killed at step 26 and resumed differs from an uninterrupted one"
+    );
+
+    // SIGTERM: checkpoint at the very step, exit status 75, then resume.
+    let termed = tmp.path().join("termed");
+    let out = vrl(&termed, &data, &[], Some("term@10"));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGTERM"), "{}", stderr(&out));
+    assert!(run_dir(&termed).join("sgd/checkpoints/ckpt-0000000010.safetensors").exists());
+    let out = vrl(&termed, &data, &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fingerprint(&termed), expected, "a run stopped by SIGTERM and resumed differs");
+
+    // A finished run is reported, not repeated; --fresh starts over and ends the same.
+    let out = vrl(&reference, &data, &[], None);
+    assert!(out.status.success() && stderr(&out).contains("already finished"), "{}", stderr(&out));
+    let out = vrl(&reference, &data, &["--fresh"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fingerprint(&reference), expected);
+    for f in ["config.toml", "meta.json", "report.md", "loss.svg", "test_accuracy.svg"] {
+        assert!(run_dir(&reference).join(f).exists(), "{f} missing");
+    }
+}
+
+fn assert_user_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "expected exit status 2, got {:?}: {err}", out.status);
+    for n in needles {
+        assert!(err.contains(n), "message lacks `{n}`: {err}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    make_data(&data, 64, 16);
+    let runs = tmp.path().join("runs");
+
+    assert_user_error(&vrl(&runs, &data, &["--set", "train.lrr=0.1"], None), &["train.lrr", "unknown field"]);
+    assert_user_error(
+        &vrl(&runs, &data, &["--set", "train.epochs=many"], None),
+        &["train.epochs", "expected u64"],
+    );
+    assert_user_error(
+        &vrl(&runs, &data, &["--set", "optimizers=[{name='adamz', hparams={}}]"], None),
+        &["unknown optimizer `adamz`"],
+    );
+    assert_user_error(
+        &vrl(&runs, &data, &["--set", "optimizers=[{name='sgd', hparams={momentun=0.9}}]"], None),
+        &["momentun"],
+    );
+    assert_user_error(
+        &vrl(&runs, &data, &["--set", "model.name=resnet9000"], None),
+        &["unknown model `resnet9000`"],
+    );
+    assert_user_error(&vrl(&runs, &data, &["--preset", "huge"], None), &["no preset `huge`"]);
+    assert_user_error(&vrl(&runs, &data, &["--set", "device=tpu"], None), &["device `tpu`"]);
+
+    // Truncated data: the file and what was wrong are named.
+    let labels = data.join("t10k-labels-idx1-ubyte");
+    let bytes = std::fs::read(&labels).unwrap();
+    std::fs::write(&labels, &bytes[..bytes.len() - 3]).unwrap();
+    assert_user_error(&vrl(&runs, &data, &[], None), &["t10k-labels-idx1-ubyte", "truncated"]);
+    std::fs::write(data.join("train-images-idx3-ubyte"), b"\x00\x00\x08\x01garbage").unwrap();
+    assert_user_error(&vrl(&runs, &data, &[], None), &["train-images-idx3-ubyte", "magic number"]);
+
+    let out = Command::new(VRL)
+        .args(["experiment", "nope", "--experiments-dir"])
+        .arg(experiments_dir())
+        .output()
+        .unwrap();
+    assert_user_error(&out, &["unknown experiment `nope`", "mnist"]);
+}
+
+#[test]
+fn doctor_reports_versions_and_linked_cuda_library() {
+    let out = Command::new(VRL).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("LibTorch   2.11.0"), "{text}");
+    assert!(text.contains("threads"), "{text}");
+    // The wheel is a CUDA build: libtorch_cuda must be linked even on a machine without a GPU,
+    // so that CUDA is found where there is one.
+    if text.contains("built with CUDA") {
+        assert!(text.contains("(libtorch_cuda linked)"), "{text}");
+    }
+}
