@@ -17,6 +17,8 @@
 //! }
 //! ```
 
+#![allow(clippy::needless_doctest_main)] // the example *is* a build script's `main`
+
 use std::path::{Path, PathBuf};
 
 /// Emits the link arguments for LibTorch: an rpath to its library directory and, when the library

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `vrl` binary on small data the tests make: resume after SIGKILL and SIGTERM
 //! gives exactly the results of an uninterrupted run, and bad input exits with status 2 and a message.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -475,7 +475,7 @@ mod tests {
         let e = file().resolve::<Cfg>(None, &[set("train.epochz=2")]).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("`train.epochz`"), "{msg}");
-        assert!(msg.contains("expected one of"), "{msg}");
+        assert!(msg.contains("expected `epochs` or `batch_size`"), "{msg}");
         let e = file().resolve::<Cfg>(None, &[set("bogus=2")]).unwrap_err();
         assert!(e.to_string().contains("`bogus`"), "{e}");
     }

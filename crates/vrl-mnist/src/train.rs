@@ -180,6 +180,7 @@ fn train_one(
             seed_step(cfg.seed, step);
             let lr = t.schedule.lr(base_lr, step, total);
             let labels = labels.to_device(device);
+            let epoch_end = (step + 1).is_multiple_of(per_epoch);
             let (loss, logits) = ts.step(&images.to_device(device), &labels, lr)?;
             let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let loss = loss.double_value(&[]);
@@ -198,7 +199,7 @@ fn train_one(
                     "test_accuracy": Value::Null,
                 })));
             }
-            if step.is_multiple_of(t.log_every) || step % per_epoch == 0 {
+            if step.is_multiple_of(t.log_every) || epoch_end {
                 let seen = state.window_seen.max(1) as f64;
                 let mean = state.window_loss / seen;
                 metrics.log(&json!({
@@ -210,21 +211,21 @@ fn train_one(
                 state.window_correct = 0;
                 state.window_seen = 0;
             }
-            if step % per_epoch == 0 {
+            if epoch_end {
                 let (test_loss, test_acc) = evaluate(&ts, test, t.eval_batch_size, device)?;
                 metrics.log(&json!({"step": step, "epoch": epoch + 1, "test_loss": test_loss, "test_accuracy": test_acc}))?;
                 tracing::info!("{label}: epoch {} test accuracy {test_acc:.4}", epoch + 1);
             }
             bar.set_position(step);
+            fault_injection(step);
             let stop_now = stop.requested();
-            if step.is_multiple_of(t.checkpoint_every) || step % per_epoch == 0 || stop_now.is_some() {
+            if step.is_multiple_of(t.checkpoint_every) || epoch_end || stop_now.is_some() {
                 save(&ts, step, &state, &mut metrics)?;
             }
             if let Some(signal) = stop_now {
                 bar.abandon_with_message(format!("stopped by {signal} at step {step}"));
                 return Ok(Trained::Interrupted(signal));
             }
-            fault_injection(step);
         }
     }
     bar.finish_with_message("done");

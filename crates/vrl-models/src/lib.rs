@@ -71,6 +71,9 @@ pub trait Model: Send + std::fmt::Debug {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor;
 }
 
+/// Builds a model under a path.
+pub type Builder = fn(&nn::Path, &ModelArgs) -> Result<Box<dyn Model>, ModelError>;
+
 /// A registry entry.
 pub struct Entry {
     /// The model name.
@@ -78,7 +81,7 @@ pub struct Entry {
     /// A one-line description.
     pub description: &'static str,
     /// The constructor.
-    pub build: fn(&nn::Path, &ModelArgs) -> Result<Box<dyn Model>, ModelError>,
+    pub build: Builder,
 }
 
 /// Every model, by name.

@@ -89,7 +89,7 @@ mod tests {
         assert!(MnistCnn::new(&vs.root(), &args).unwrap_err().to_string().contains("widths"));
         let args = ModelArgs { img_size: 30, ..Default::default() };
         assert!(MnistCnn::new(&vs.root(), &args).is_err());
-        let m = MnistCnn::new(&vs.root() / "ok", &ModelArgs { widths: vec![4, 8], ..Default::default() })
+        let m = MnistCnn::new(&(vs.root() / "ok"), &ModelArgs { widths: vec![4, 8], ..Default::default() })
             .unwrap();
         let y = Model::forward_t(&m, &Tensor::ones([3, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), [3, 10]);

@@ -83,6 +83,9 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError>;
 }
 
+/// Builds an optimizer from hyper-parameters over named parameters.
+pub type Builder = fn(&HParams, Vec<NamedParam>) -> Result<Box<dyn Optimizer>, OptimError>;
+
 /// A registry entry.
 pub struct Entry {
     /// The name (lower case).
@@ -90,7 +93,7 @@ pub struct Entry {
     /// The hyper-parameters and their defaults.
     pub defaults: fn() -> HParams,
     /// The constructor.
-    pub build: fn(&HParams, Vec<NamedParam>) -> Result<Box<dyn Optimizer>, OptimError>,
+    pub build: Builder,
 }
 
 /// Every optimizer, by name.

@@ -101,10 +101,11 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(),
     vrl_run::write_atomic(path, &bytes).map_err(|e| file_err(path, e))
 }
 
+/// Tensors by name.
+pub type TensorMap = HashMap<String, Tensor>;
+
 /// Reads every tensor of a safetensors file, and its metadata.
-pub fn load_safetensors(
-    path: &Path,
-) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), CheckpointError> {
+pub fn load_safetensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
@@ -268,14 +269,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let _l = nn::linear(vs.root() / "fc", 3, 2, Default::default());
-        let weights: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let weights = || -> Vec<(String, Tensor)> { vs.variables().into_iter().collect() };
         for step in [5u64, 10, 15] {
             let extra = vec![("step".to_string(), Tensor::from(step as i64))];
             Checkpoint::save(
                 dir.path(),
                 step,
                 &serde_json::json!({"epoch": 1}),
-                &[("model", weights.clone()), ("optim", extra)],
+                &[("model", weights()), ("optim", extra)],
                 2,
             )
             .unwrap();
