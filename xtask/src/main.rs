@@ -243,7 +243,7 @@ fn bench(root: &Path, rounds: usize, criterion: bool) -> Result<()> {
     let vrl = build(root, &env, false)?;
     if criterion {
         let mut c = cargo(root, &env);
-        c.args(["bench", "--workspace"]).args(locked(root));
+        c.args(["bench", "--workspace", "--benches"]).args(locked(root));
         cmd::run(&mut c).context("criterion benches failed")?;
     }
     bench::compare(root, &vrl, &env, rounds)

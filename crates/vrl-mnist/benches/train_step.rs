@@ -9,6 +9,7 @@ use vrl_optim::HParams;
 
 fn bench(c: &mut Criterion) {
     let batch = 128i64;
+    vrl_train::configure_threads(0);
     tch::manual_seed(0);
     let hp =
         HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"]).expect("hparams");
@@ -16,6 +17,7 @@ fn bench(c: &mut Criterion) {
     let x = Tensor::randn([batch, 1, 28, 28], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu));
     let mut group = c.benchmark_group("mnist");
+    group.sample_size(30);
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function("train_step_b128", |b| {
         b.iter(|| {

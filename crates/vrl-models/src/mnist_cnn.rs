@@ -53,7 +53,9 @@ impl Model for MnistCnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d_default(2);
         let x = x.apply(&self.conv2).apply_t(&self.bn2, train).relu().max_pool2d_default(2);
-        x.flatten(1, -1).dropout(self.drop_rate, train).apply(&self.fc)
+        let x = x.flatten(1, -1);
+        let x = if train && self.drop_rate > 0.0 { x.dropout(self.drop_rate, true) } else { x };
+        x.apply(&self.fc)
     }
 }
 
