@@ -34,13 +34,18 @@ pub struct TorchEnv {
 
 impl TorchEnv {
     /// The environment variables to set on child processes.
+    ///
+    /// `LIBTORCH_CXX11_ABI` is set only when it differs from torch-sys's default (`1`): torch-sys
+    /// rebuilds whenever the variable changes, and plain `cargo` (with `.cargo/config.toml`'s
+    /// `LIBTORCH` only) must share the build with xtask.
     pub fn vars(&self) -> Vec<(&'static str, PathBuf)> {
-        vec![
-            ("LIBTORCH", self.libtorch.clone()),
-            ("LIBTORCH_CXX11_ABI", PathBuf::from(&self.cxx11_abi)),
-            ("VRL_PYTHON", self.python.clone()),
-            ("VRL_CACHE", self.cache.clone()),
-        ]
+        let mut vars = vec![("LIBTORCH", self.libtorch.clone())];
+        if self.cxx11_abi != "1" {
+            vars.push(("LIBTORCH_CXX11_ABI", PathBuf::from(&self.cxx11_abi)));
+        }
+        vars.push(("VRL_PYTHON", self.python.clone()));
+        vars.push(("VRL_CACHE", self.cache.clone()));
+        vars
     }
 
     /// Sets [`TorchEnv::vars`] on `cmd`.
