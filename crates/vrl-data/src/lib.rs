@@ -1,28 +1,25 @@
-//! Data for vrl's studies: decoders for the formats the studies use, and deterministic batching into
-//! tch tensors.
+//! Data for vrl's studies, without tensors (so it is cheap to reuse): decoders for the formats the
+//! studies use, with errors that name the file, what was wrong and the byte offset, and seeded
+//! shuffling. `vrl-loader` turns these arrays into tch tensors.
 //!
-//! Today: the IDX format (MNIST), with errors that name the file, what was wrong and the byte offset,
-//! and [`TensorDataset`], which holds a whole small data set as tensors and hands out shuffled
-//! batches whose order depends only on the seed and the epoch (never on thread count), so an
-//! interrupted epoch can be resumed at any batch.
+//! ```
+//! use vrl_data::{decode_idx, permutation};
 //!
-//! ```no_run
-//! use vrl_data::{Mnist, TensorDataset};
-//!
-//! let mnist = Mnist::load(std::path::Path::new("/path/to/mnist")).unwrap();
-//! let train = TensorDataset::from_images(&mnist.train, Mnist::MEAN, Mnist::STD);
-//! for (images, labels) in train.batches(128, 0, /*seed*/ 7, /*shuffle*/ true, 0) {
-//!     assert_eq!(images.size()[1..], [1, 28, 28]);
-//!     # let _ = labels;
-//! }
+//! let bytes = [0u8, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9];
+//! let labels = decode_idx(&bytes, 1).unwrap();
+//! assert_eq!(labels.data, vec![7, 8, 9]);
+//! assert!(decode_idx(&bytes[..9], 1).unwrap_err().contains("truncated"));
+//! assert_eq!(permutation(3, 1, 0).len(), 3);
 //! ```
 
-mod dataset;
+pub mod cifar;
+pub mod dsprites;
+pub mod folder;
 mod idx;
+pub mod longtail;
 mod mnist;
 mod rng;
 
-pub use dataset::{Batches, TensorDataset};
 pub use idx::{IdxArray, decode_idx, read_idx};
 pub use mnist::{ImageSet, Mnist};
 pub use rng::{SplitMix64, permutation};

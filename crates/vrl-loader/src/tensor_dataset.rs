@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
-use crate::{ImageSet, permutation};
+use vrl_data::{ImageSet, permutation};
 
 /// Images `[N, C, H, W]` (float32, normalised) and labels `[N]` (int64), on the CPU.
 #[derive(Debug)]
