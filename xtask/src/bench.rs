@@ -11,6 +11,10 @@ use crate::libtorch::TorchEnv;
 /// One vrl-against-PyTorch comparison. Both commands print, as the last line of stdout, one JSON object
 /// such as `{"name":"mnist_train_step","batch_size":128,"threads":2,"images_per_sec":1234.5}`.
 pub struct Comparison {
+    /// The group `cargo xtask bench GROUP` selects (`train`, `data`).
+    pub group: &'static str,
+    /// The crate whose criterion benches belong to the group.
+    pub package: &'static str,
     /// Name in the table.
     pub name: &'static str,
     /// Arguments of `target/release/vrl`.
@@ -22,17 +26,34 @@ pub struct Comparison {
 }
 
 /// The comparisons `cargo xtask bench` runs; add rows here.
-pub const COMPARISONS: &[Comparison] = &[Comparison {
-    name: "mnist_train_step",
-    vrl_args: &["bench", "mnist-step", "--json"],
-    python_script: "python/bench_mnist_step.py",
-    python_args: &["--json"],
-}];
+pub const COMPARISONS: &[Comparison] = &[
+    Comparison {
+        group: "train",
+        package: "vrl-mnist",
+        name: "mnist_train_step",
+        vrl_args: &["bench", "mnist-step", "--json"],
+        python_script: "python/bench_mnist_step.py",
+        python_args: &["--json"],
+    },
+    Comparison {
+        group: "data",
+        package: "vrl-loader",
+        name: "cifar_loader",
+        vrl_args: &["bench", "data", "--json"],
+        python_script: "python/bench_data_loader.py",
+        python_args: &["--json"],
+    },
+];
+
+/// The comparisons of `group` (all when `None`).
+pub fn selected(group: Option<&str>) -> Vec<&'static Comparison> {
+    COMPARISONS.iter().filter(|c| group.is_none_or(|g| c.group == g)).collect()
+}
 
 /// Runs every comparison `rounds` times, alternating vrl and PyTorch, and prints medians and ratios.
-pub fn compare(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize) -> Result<()> {
+pub fn compare(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: Option<&str>) -> Result<()> {
     let mut rows = Vec::new();
-    for c in COMPARISONS {
+    for c in selected(group) {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
             cmd::note(format!("{}: round {round}/{rounds}", c.name));

@@ -28,9 +28,10 @@ commands:
   experiment [NAME] [ARGS...]  libtorch + data + build, then run `target/release/vrl experiment NAME ARGS...`
                                (no NAME: list the experiments; `tour` runs the guided tour)
   test                         libtorch + data, then cargo fmt --check, clippy -D warnings, nextest, doc tests
-  bench [--rounds N] [--compare-only]
-                               libtorch + data + build, criterion benches, then vrl against PyTorch eager
-                               (N alternating rounds each, default 3; --compare-only skips criterion)
+  bench [GROUP] [--rounds N] [--compare-only]
+                               libtorch + data + build, criterion benches, then vrl against PyTorch
+                               (GROUP: train or data, default all; N alternating rounds each, default 3;
+                               --compare-only skips criterion)
   help                         this text
 
 environment:
@@ -111,7 +112,7 @@ fn run(args: &[String]) -> Result<i32> {
             Ok(0)
         }
         "bench" => {
-            let (mut rounds, mut criterion) = (3, true);
+            let (mut rounds, mut criterion, mut group) = (3, true, None);
             let mut it = rest.iter();
             while let Some(arg) = it.next() {
                 match arg.as_str() {
@@ -123,10 +124,13 @@ fn run(args: &[String]) -> Result<i32> {
                             _ => return usage_error("`--rounds` needs a positive whole number"),
                         }
                     }
+                    g if group.is_none() && bench::COMPARISONS.iter().any(|c| c.group == g) => {
+                        group = Some(g.to_string())
+                    }
                     other => return usage_error(&format!("unknown argument `{other}` for `bench`")),
                 }
             }
-            bench(&root, rounds, criterion)?;
+            bench(&root, rounds, criterion, group.as_deref())?;
             Ok(0)
         }
         other => usage_error(&format!("unknown command `{other}`")),
@@ -237,14 +241,24 @@ fn test(root: &Path) -> Result<()> {
 }
 
 /// `cargo xtask bench`: criterion benches, then the vrl-against-PyTorch table.
-fn bench(root: &Path, rounds: usize, criterion: bool) -> Result<()> {
+fn bench(root: &Path, rounds: usize, criterion: bool, group: Option<&str>) -> Result<()> {
     let env = libtorch::prepare(root)?;
     data::fetch(&[])?;
     let vrl = build(root, &env, false)?;
     if criterion {
         let mut c = cargo(root, &env);
-        c.args(["bench", "--workspace", "--benches"]).args(locked(root));
+        c.arg("bench");
+        match group {
+            None => c.arg("--workspace"),
+            Some(_) => {
+                for comparison in bench::selected(group) {
+                    c.args(["-p", comparison.package]);
+                }
+                &mut c
+            }
+        };
+        c.arg("--benches").args(locked(root));
         cmd::run(&mut c).context("criterion benches failed")?;
     }
-    bench::compare(root, &vrl, &env, rounds)
+    bench::compare(root, &vrl, &env, rounds, group)
 }

@@ -40,7 +40,10 @@ pub const CACHE_ENV: &str = "VRL_CACHE";
 pub const STAMP_FILE: &str = ".verified";
 
 /// The built-in manifests, as `(file name, TOML text)`: every file of the repository's `datasets/`.
-const BUILTIN: &[(&str, &str)] = &[("datasets/mnist.toml", include_str!("../../../datasets/mnist.toml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("datasets/mnist.toml", include_str!("../../../datasets/mnist.toml")),
+    ("datasets/fashion-mnist.toml", include_str!("../../../datasets/fashion-mnist.toml")),
+];
 
 /// Errors of this crate. Each names the file or data set it is about and what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -688,9 +691,29 @@ sha256 = "{hb}"
     }
 
     #[test]
+    fn builtin_fashion_mnist_parses() {
+        let m = manifest("fashion-mnist").unwrap();
+        assert_eq!(m.source.kind(), "debian");
+        assert_eq!(m.source.package(), "dataset-fashion-mnist");
+        assert_eq!(m.source.version(), "0.0~git20200523.55506a9-1");
+        let names: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "train-images-idx3-ubyte.gz",
+                "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz"
+            ]
+        );
+        assert!(m.files.iter().all(|f| f.archive_path.starts_with("usr/share/datasets/fashion-mnist/")));
+        assert_eq!(m.file("train-images-idx3-ubyte.gz").unwrap().size, 26_421_856);
+    }
+
+    #[test]
     fn unknown_name_lists_known() {
         let err = manifest("cifar").unwrap_err().to_string();
-        assert!(err.contains("cifar") && err.contains("mnist"), "{err}");
+        assert!(err.contains("cifar") && err.contains("mnist") && err.contains("fashion-mnist"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `vrl bench`: time a step the same way `python/bench_*.py` does, for `cargo xtask bench`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
+use vrl_data::transforms::Augment;
+use vrl_loader::{ImageSource, Loader, LoaderConfig};
 use vrl_mnist::TrainStep;
 use vrl_models::ModelArgs;
 use vrl_optim::HParams;
@@ -23,6 +26,9 @@ pub struct BenchArgs {
     /// Intra-op threads (default: LibTorch's).
     #[arg(long)]
     threads: Option<usize>,
+    /// `data`: examples in the in-memory CIFAR-format data set.
+    #[arg(long, default_value_t = 50_000)]
+    images: usize,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -32,11 +38,15 @@ pub struct BenchArgs {
 enum What {
     /// One MNIST CNN training step: forward, cross-entropy, backward, SGD-Nesterov with weight decay.
     MnistStep,
+    /// The loader on CIFAR-format records: decode, pad-4 random crop, flip, normalise, batch, as tensors.
+    Data,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = vrl_train::configure_threads(args.threads.unwrap_or(0));
-    let What::MnistStep = args.what;
+    if let What::Data = args.what {
+        return data(&args);
+    }
     tch::manual_seed(0);
     let hp = HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"])?;
     let mut ts = TrainStep::new("mnist_cnn", &ModelArgs::default(), "sgd", &hp, Device::Cpu)?;
@@ -66,6 +76,64 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "mnist_train_step: {ips:.0} images/s ({steps} steps of {}, {threads} threads)",
             args.batch_size
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// CIFAR-10 binary records (label byte + 3072 planar RGB bytes) in memory; reading an example is
+/// decoding its record.
+struct CifarRecords {
+    bytes: Vec<u8>,
+}
+
+const RECORD: usize = 1 + 3 * 32 * 32;
+
+impl ImageSource for CifarRecords {
+    fn len(&self) -> usize {
+        self.bytes.len() / RECORD
+    }
+    fn shape(&self) -> [usize; 3] {
+        [3, 32, 32]
+    }
+    fn label(&self, i: usize) -> i64 {
+        i64::from(self.bytes[i * RECORD])
+    }
+    fn read(&self, i: usize, out: &mut [u8]) -> Result<(), vrl_data::DataError> {
+        out.copy_from_slice(&self.bytes[i * RECORD + 1..(i + 1) * RECORD]);
+        Ok(())
+    }
+}
+
+fn data(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut rng = vrl_data::SplitMix64::new(0);
+    let mut bytes: Vec<u8> = (0..args.images * RECORD).map(|_| rng.next_u64() as u8).collect();
+    for i in 0..args.images {
+        bytes[i * RECORD] %= 10;
+    }
+    let config = LoaderConfig { batch_size: args.batch_size as usize, ..Default::default() };
+    let augment = Augment::cifar_train([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]);
+    let loader = Loader::new(Arc::new(CifarRecords { bytes }), augment, config);
+    let mut batches = (0u64..).flat_map(|epoch| loader.epoch(epoch, 0));
+    for _ in 0..10 {
+        batches.next().transpose()?;
+    }
+    let start = Instant::now();
+    let (mut images, mut n) = (0usize, 0usize);
+    while n < 20 || start.elapsed().as_secs_f64() < args.seconds {
+        let batch = batches.next().transpose()?.ok_or_else(|| anyhow::anyhow!("the loader ended"))?;
+        images += batch.labels.size()[0] as usize;
+        n += 1;
+    }
+    let ips = images as f64 / start.elapsed().as_secs_f64();
+    let workers = rayon::current_num_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": "cifar_loader", "impl": "vrl", "batch_size": args.batch_size,
+                "workers": workers, "images_per_sec": ips})
+        );
+    } else {
+        println!("cifar_loader: {ips:.0} images/s (batch {}, {workers} rayon threads)", args.batch_size);
     }
     Ok(ExitCode::SUCCESS)
 }

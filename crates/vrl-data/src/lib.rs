@@ -2,8 +2,15 @@
 //! studies use, with errors that name the file, what was wrong and the byte offset, and seeded
 //! shuffling. `vrl-loader` turns these arrays into tch tensors.
 //!
+//! * IDX ([`Mnist`], [`FashionMnist`]; plain or `.gz`), CIFAR-10/100 binary batches ([`load_cifar`]),
+//!   image folders and ImageNet-LT split lists ([`ImageFolder`], PNG and JPEG).
+//!
 //! ```
-//! use vrl_data::{decode_idx, permutation};
+//! use vrl_data::{CifarKind, decode_cifar, decode_idx, permutation};
+//!
+//! let record = [&[3u8][..], &[0; 3072]].concat();
+//! assert_eq!(decode_cifar(&record, CifarKind::Cifar10).unwrap().labels, vec![3]);
+//! assert!(decode_cifar(&record[..100], CifarKind::Cifar10).unwrap_err().contains("byte offset 0"));
 //!
 //! let bytes = [0u8, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9];
 //! let labels = decode_idx(&bytes, 1).unwrap();
@@ -19,9 +26,14 @@ mod idx;
 pub mod longtail;
 mod mnist;
 mod rng;
+pub mod transforms;
 
+pub use cifar::{CifarKind, ColorImages, decode_cifar, load_cifar};
+pub use dsprites::{DSprites, FactorError, GroundTruthData};
+pub use folder::{ImageFolder, RgbImage, decode_image_bytes};
 pub use idx::{IdxArray, decode_idx, read_idx};
-pub use mnist::{ImageSet, Mnist};
+pub use longtail::{Sampler, ShotGroups, longtail_counts, longtail_subset};
+pub use mnist::{FashionMnist, ImageSet, Mnist};
 pub use rng::{SplitMix64, permutation};
 
 use std::path::PathBuf;

@@ -1,8 +1,10 @@
-//! MNIST (and any data set in MNIST's four-file IDX layout, such as Fashion-MNIST).
+//! MNIST and Fashion-MNIST: four IDX files each, uncompressed or gzip-compressed (`*.gz`, as
+//! Debian's `dataset-fashion-mnist` ships them).
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
-use crate::{DataError, read_idx};
+use crate::{DataError, IdxArray, decode_idx};
 
 /// Grayscale images with integer labels, as bytes.
 #[derive(Debug, Clone)]
@@ -46,17 +48,81 @@ impl Mnist {
     pub const STD: f32 = 0.3081;
 
     /// Loads `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte` and
-    /// `t10k-labels-idx1-ubyte` from `dir`.
+    /// `t10k-labels-idx1-ubyte` from `dir`; each may instead be gzip-compressed, with `.gz` appended
+    /// to its name.
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         Ok(Mnist { train: load_split(dir, "train")?, test: load_split(dir, "t10k")? })
     }
 }
 
+/// The Fashion-MNIST train and test sets (Zalando's drop-in replacement for MNIST: 28×28 grayscale
+/// images of 10 kinds of clothing, in the same four-file IDX layout).
+#[derive(Debug, Clone)]
+pub struct FashionMnist {
+    /// 60,000 training images.
+    pub train: ImageSet,
+    /// 10,000 test images.
+    pub test: ImageSet,
+}
+
+impl FashionMnist {
+    /// Mean pixel value of the training set (pixels scaled to [0, 1]).
+    pub const MEAN: f32 = 0.2860;
+    /// Standard deviation of the pixels of the training set.
+    pub const STD: f32 = 0.3530;
+    /// The class names, by label.
+    pub const CLASSES: [&str; 10] = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ];
+
+    /// Loads the four files from `dir`, with the names of [`Mnist::load`], gzip-compressed (`*.gz`,
+    /// as `cargo xtask data fashion-mnist` stores them) or not.
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        Ok(FashionMnist { train: load_split(dir, "train")?, test: load_split(dir, "t10k")? })
+    }
+}
+
+/// `dir/name` if it exists, else `dir/name.gz` if that exists, else `dir/name` (so that the error
+/// names the uncompressed file).
+fn idx_path(dir: &Path, name: &str) -> PathBuf {
+    let plain = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    if !plain.exists() && gz.exists() { gz } else { plain }
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// Reads an IDX file of unsigned bytes, decompressing it first if its name ends in `.gz`.
+fn read_idx_maybe_gz(path: &Path, ndim: usize) -> Result<IdxArray, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let bad = |message: String| DataError::Format { path: path.to_path_buf(), message };
+    if is_gzip(path) {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut raw)
+            .map_err(|e| bad(format!("cannot decompress gzip data: {e}")))?;
+        decode_idx(&raw, ndim).map_err(|m| bad(format!("{m} (offsets in the decompressed data)")))
+    } else {
+        decode_idx(&bytes, ndim).map_err(bad)
+    }
+}
+
 fn load_split(dir: &Path, prefix: &str) -> Result<ImageSet, DataError> {
-    let images_path = dir.join(format!("{prefix}-images-idx3-ubyte"));
-    let labels_path = dir.join(format!("{prefix}-labels-idx1-ubyte"));
-    let images = read_idx(&images_path, 3)?;
-    let labels = read_idx(&labels_path, 1)?;
+    let images_path = idx_path(dir, &format!("{prefix}-images-idx3-ubyte"));
+    let labels_path = idx_path(dir, &format!("{prefix}-labels-idx1-ubyte"));
+    let images = read_idx_maybe_gz(&images_path, 3)?;
+    let labels = read_idx_maybe_gz(&labels_path, 1)?;
     if images.dims[0] != labels.dims[0] {
         return Err(DataError::Format {
             path: labels_path,
@@ -69,9 +135,10 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageSet, DataError> {
         });
     }
     if let Some((i, &l)) = labels.data.iter().enumerate().find(|&(_, &l)| l > 9) {
+        let of = if is_gzip(&labels_path) { " of the decompressed data" } else { "" };
         return Err(DataError::Format {
             path: labels_path,
-            message: format!("label {l} at index {i} (byte offset {}) is not a digit 0-9", 8 + i),
+            message: format!("label {l} at index {i} (byte offset {}{of}) is out of range 0-9", 8 + i),
         });
     }
     Ok(ImageSet {
@@ -116,6 +183,47 @@ mod tests {
         let m = Mnist::load(d).unwrap();
         assert_eq!((m.train.n, m.train.rows, m.test.labels[0]), (3, 2, 7));
         let e = Mnist::load(&d.join("missing")).unwrap_err().to_string();
+        assert!(e.contains("missing/train-images-idx3-ubyte"), "{e}");
+    }
+
+    fn gzip(path: &Path) {
+        use std::io::Write;
+        let raw = std::fs::read(path).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&raw).unwrap();
+        std::fs::write(format!("{}.gz", path.display()), enc.finish().unwrap()).unwrap();
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn loads_gzip_compressed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_idx(&d.join("train-images-idx3-ubyte"), &[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        write_idx(&d.join("train-labels-idx1-ubyte"), &[2], &[9, 0]);
+        write_idx(&d.join("t10k-images-idx3-ubyte"), &[1, 2, 2], &[0; 4]);
+        write_idx(&d.join("t10k-labels-idx1-ubyte"), &[1], &[3]);
+        for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"] {
+            gzip(&d.join(name));
+        }
+        // Three compressed files and one plain one.
+        let f = FashionMnist::load(d).unwrap();
+        assert_eq!((f.train.n, f.train.images[7], f.train.labels.as_slice()), (2, 8, &[9, 0][..]));
+        assert_eq!(f.test.labels, vec![3]);
+        assert_eq!(Mnist::load(d).unwrap().train.images, f.train.images);
+
+        write_idx(&d.join("train-labels-idx1-ubyte"), &[2], &[10, 0]);
+        gzip(&d.join("train-labels-idx1-ubyte"));
+        let e = FashionMnist::load(d).unwrap_err().to_string();
+        assert!(
+            e.contains("train-labels-idx1-ubyte.gz")
+                && e.contains("label 10 at index 0 (byte offset 8 of the decompressed data)"),
+            "{e}"
+        );
+        std::fs::write(d.join("train-labels-idx1-ubyte.gz"), b"\x1f\x8b not really gzip").unwrap();
+        let e = FashionMnist::load(d).unwrap_err().to_string();
+        assert!(e.contains("train-labels-idx1-ubyte.gz") && e.contains("cannot decompress gzip"), "{e}");
+        let e = FashionMnist::load(&d.join("missing")).unwrap_err().to_string();
         assert!(e.contains("missing/train-images-idx3-ubyte"), "{e}");
     }
 }

@@ -1,6 +1,11 @@
-//! The bridge from vrl's data (plain arrays, in the tch-free `vrl-data` crate) to training: data sets
-//! held as tch tensors and batches whose order depends only on the seed and the epoch (never on
-//! the thread count), so an interrupted epoch can be resumed at any batch.
+//! The bridge from vrl's data (plain arrays, in the tch-free `vrl-data` crate) to training.
+//!
+//! * [`Loader`]: batches assembled in parallel (rayon) on a producer thread with a bounded prefetch
+//!   queue, augmented per example with generators seeded by (seed, epoch, index), handed over as tch
+//!   tensors; the sequence of batches depends only on the seed, never on the thread count.
+//! * [`TensorDataset`]: a small data set held whole as tensors (MNIST-sized), batched by `index_select`.
+//!
+//! Both can start an epoch at any batch, so an interrupted epoch resumes exactly.
 //!
 //! ```no_run
 //! use vrl_data::Mnist;
@@ -14,6 +19,8 @@
 //! }
 //! ```
 
+mod loader;
 mod tensor_dataset;
 
+pub use loader::{Batch, EpochIter, ImageSource, Loader, LoaderConfig, make_batch};
 pub use tensor_dataset::{Batches, TensorDataset};
