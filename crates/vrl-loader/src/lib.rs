@@ -22,5 +22,5 @@
 mod loader;
 mod tensor_dataset;
 
-pub use loader::{Batch, EpochIter, ImageSource, Loader, LoaderConfig, make_batch};
+pub use loader::{Batch, EpochIter, FolderSource, ImageSource, Loader, LoaderConfig, make_batch};
 pub use tensor_dataset::{Batches, TensorDataset};

@@ -10,8 +10,9 @@ use std::sync::mpsc::{Receiver, sync_channel};
 
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
-use vrl_data::transforms::{Augment, sample_rng};
-use vrl_data::{DataError, ImageSet, permutation};
+use vrl_data::longtail::LongTailError;
+use vrl_data::transforms::{Augment, resize_bilinear, sample_rng};
+use vrl_data::{ColorImages, DataError, ImageFolder, ImageSet, Sampler, permutation};
 
 /// A data set of byte images `[C, H, W]` with integer labels, read one example at a time.
 pub trait ImageSource: Send + Sync + 'static {
@@ -46,6 +47,61 @@ impl ImageSource for ImageSet {
     }
 }
 
+impl ImageSource for ColorImages {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn shape(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+    fn label(&self, i: usize) -> i64 {
+        i64::from(self.labels[i])
+    }
+    fn read(&self, i: usize, out: &mut [u8]) -> Result<(), DataError> {
+        let len = self.channels * self.height * self.width;
+        out.copy_from_slice(&self.images[i * len..(i + 1) * len]);
+        Ok(())
+    }
+}
+
+/// An image folder whose images are decoded and resized to one size (bilinear) when read.
+#[derive(Debug, Clone)]
+pub struct FolderSource {
+    /// The folder index.
+    pub folder: ImageFolder,
+    /// Output `[height, width]`.
+    pub size: [usize; 2],
+}
+
+impl ImageSource for FolderSource {
+    fn len(&self) -> usize {
+        self.folder.len()
+    }
+    fn shape(&self) -> [usize; 3] {
+        [3, self.size[0], self.size[1]]
+    }
+    fn label(&self, i: usize) -> i64 {
+        self.folder.label(i) as i64
+    }
+    fn read(&self, i: usize, out: &mut [u8]) -> Result<(), DataError> {
+        let img = self.folder.load_rgb(i)?;
+        let (h, w) = (img.height, img.width);
+        // HWC → CHW.
+        let mut chw = vec![0u8; 3 * h * w];
+        for (p, px) in img.pixels.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                chw[c * h * w + p] = px[c];
+            }
+        }
+        if [h, w] == self.size {
+            out.copy_from_slice(&chw);
+        } else {
+            out.copy_from_slice(&resize_bilinear(&chw, [3, h, w], self.size));
+        }
+        Ok(())
+    }
+}
+
 /// Loader settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
@@ -59,11 +115,14 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// The run's seed.
     pub seed: u64,
+    /// Draw each epoch's examples with a (long-tail) sampler instead of a permutation; an epoch then
+    /// has as many draws as the data set has examples.
+    pub sampler: Option<Sampler>,
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch_size: 128, shuffle: true, drop_last: false, prefetch: 4, seed: 0 }
+        LoaderConfig { batch_size: 128, shuffle: true, drop_last: false, prefetch: 4, seed: 0, sampler: None }
     }
 }
 
@@ -104,16 +163,26 @@ impl<S: ImageSource> Loader<S> {
     }
 
     /// The example indices of an epoch, in order.
-    pub fn order(&self, epoch: u64) -> Vec<usize> {
+    pub fn order(&self, epoch: u64) -> Result<Vec<usize>, LongTailError> {
         let n = self.source.len();
-        if self.config.shuffle { permutation(n, self.config.seed, epoch) } else { (0..n).collect() }
+        if let Some(sampler) = &self.config.sampler {
+            let labels: Vec<usize> = (0..n).map(|i| self.source.label(i) as usize).collect();
+            return sampler.epoch_indices(&labels, epoch as usize, self.config.seed, n);
+        }
+        Ok(if self.config.shuffle { permutation(n, self.config.seed, epoch) } else { (0..n).collect() })
     }
 
     /// The batches of `epoch`, starting at batch `skip` (for resuming mid-epoch).
     pub fn epoch(&self, epoch: u64, skip: usize) -> EpochIter {
-        let order = self.order(epoch);
-        let (bs, nb) = (self.config.batch_size.max(1), self.num_batches());
         let (tx, rx) = sync_channel(self.config.prefetch.max(1));
+        let order = match self.order(epoch) {
+            Ok(order) => order,
+            Err(e) => {
+                let _ = tx.send(Err(DataError::Format { path: "<sampler>".into(), message: e.to_string() }));
+                return EpochIter { rx, _producer: None };
+            }
+        };
+        let (bs, nb) = (self.config.batch_size.max(1), self.num_batches());
         let source = Arc::clone(&self.source);
         let augment = Arc::clone(&self.augment);
         let seed = self.config.seed;
@@ -244,7 +313,7 @@ mod tests {
         let set = toy(20);
         let cfg = LoaderConfig { batch_size: 20, shuffle: true, seed: 9, ..Default::default() };
         let loader = Loader::new(Arc::new(set.clone()), augment(), cfg);
-        let order = loader.order(0);
+        let order = loader.order(0).unwrap();
         let batches = collect(&loader, 0, 0);
         let (images, labels) = &batches[0];
         for (k, &i) in order.iter().enumerate() {
@@ -258,6 +327,38 @@ mod tests {
             );
             assert_eq!(&images[k * 36..(k + 1) * 36], &expect[..]);
         }
+    }
+
+    #[test]
+    fn class_balanced_sampler_balances_batches() {
+        // 90 examples of class 0, 10 of class 1.
+        let mut set = toy(100);
+        set.labels = (0..100).map(|i| u8::from(i >= 90)).collect();
+        let cfg = LoaderConfig {
+            batch_size: 100,
+            seed: 1,
+            sampler: Some(Sampler::ClassBalanced),
+            ..Default::default()
+        };
+        let loader = Loader::new(Arc::new(set), Augment::normalize(&[0.0], &[1.0]), cfg);
+        let ones: i64 = (0..20).map(|e| collect(&loader, e, 0)[0].1.iter().sum::<i64>()).sum();
+        // 2000 draws with p = 1/2: mean 1000, sd 22.
+        assert!((890..1110).contains(&ones), "{ones}");
+    }
+
+    #[test]
+    fn folders_are_decoded_and_resized() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, shade) in [("cat", 10u8), ("dog", 200u8)] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+            let img = image::RgbImage::from_pixel(7, 5, image::Rgb([shade, shade, shade]));
+            img.save(dir.path().join(class).join("a.png")).unwrap();
+        }
+        let source = FolderSource { folder: ImageFolder::from_dir(dir.path()).unwrap(), size: [4, 4] };
+        let mut out = vec![0u8; 48];
+        source.read(1, &mut out).unwrap();
+        assert!(out.iter().all(|&p| p == 200));
+        assert_eq!(source.label(1), 1);
     }
 
     #[test]
