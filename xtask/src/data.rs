@@ -67,13 +67,27 @@ fn fetch_one(manifest: &Manifest) -> Result<()> {
                 "apt-get",
                 "apt-get is needed to download data sets of kind \"debian\" (a Debian or Ubuntu system)",
             )?;
-            cmd::run(
-                Command::new("apt-get")
-                    .arg("download")
-                    .arg(format!("{package}={version}"))
-                    .current_dir(&work.0),
-            )
-            .context("cannot download the .deb (if apt does not know the package, run `apt-get update`)")?;
+            let download = || {
+                cmd::run(
+                    Command::new("apt-get")
+                        .arg("download")
+                        .arg(format!("{package}={version}"))
+                        .current_dir(&work.0),
+                )
+            };
+            if download().is_err() {
+                // A fresh machine often has no package lists yet; as root, fetch them once and retry.
+                let root = cmd::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
+                if !root {
+                    bail!(
+                        "cannot download {package}={version} with apt-get; if apt does not know the package, \
+                         run `sudo apt-get update` and try again"
+                    );
+                }
+                cmd::note("apt-get download failed; running `apt-get update` once and retrying");
+                cmd::run(Command::new("apt-get").arg("update")).context("apt-get update failed")?;
+                download().with_context(|| format!("cannot download {package}={version} with apt-get"))?;
+            }
             single_file(&work.0, ".deb")?
         }
     };

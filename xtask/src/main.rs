@@ -27,7 +27,7 @@ commands:
   build [--debug]              build the vrl binary: cargo build --release -p vrl-cli (target/release/vrl)
   experiment [NAME] [ARGS...]  libtorch + data + build, then run `target/release/vrl experiment NAME ARGS...`
                                (no NAME: list the experiments; `tour` runs the guided tour)
-  test                         libtorch + data, then cargo fmt --check, clippy -D warnings, nextest, doc tests
+  test                         libtorch, then cargo fmt --check, clippy -D warnings, nextest, doc tests
   bench [GROUP] [--rounds N] [--compare-only]
                                libtorch + data + build, criterion benches, then vrl against PyTorch
                                (GROUP: train or data, default all; N alternating rounds each, default 3;
@@ -190,8 +190,8 @@ fn build(root: &Path, env: &TorchEnv, debug: bool) -> Result<PathBuf> {
 
 /// `cargo xtask test`: each step in turn, stopping at the first failure.
 fn test(root: &Path) -> Result<()> {
+    // The tests make the small data files they need; only LibTorch is prepared here.
     let env = libtorch::prepare(root)?;
-    data::fetch(&[])?;
 
     if !cmd::succeeds(cmd::cargo().args(["nextest", "--version"])) {
         bail!("cargo-nextest is not installed: run `cargo install cargo-nextest --locked`");
