@@ -7,6 +7,7 @@
 mod bench;
 mod doctor;
 mod experiments;
+mod models;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,14 +35,8 @@ enum Command {
     /// The model zoo.
     Models {
         #[command(subcommand)]
-        command: ModelsCommand,
+        command: models::ModelsCommand,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum ModelsCommand {
-    /// Each model with its parameter count at the default configuration.
-    List,
 }
 
 /// An error in what the user asked for (exit status 2).
@@ -100,7 +95,7 @@ fn main() -> ExitCode {
         Command::Doctor => doctor::run(),
         Command::Experiment(args) => experiments::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Models { command: ModelsCommand::List } => models_list(),
+        Command::Models { command } => models::run(command),
     };
     match result {
         Ok(code) => code,
@@ -109,16 +104,6 @@ fn main() -> ExitCode {
             ExitCode::from(if is_user_error(&err) { 2 } else { 1 })
         }
     }
-}
-
-fn models_list() -> anyhow::Result<ExitCode> {
-    for entry in vrl_models::REGISTRY {
-        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        (entry.build)(&vs.root(), &vrl_models::ModelArgs::default())?;
-        let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-        println!("{:<24} {:>12}  {}", entry.name, params, entry.description);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The default directory of experiment files: `./experiments`, else the source tree's.

@@ -1,21 +1,27 @@
-//! The model zoo: networks created by name from a static registry, one file per family.
+//! The model zoo: networks created by name from a static registry, one file per family, with timm's
+//! names, configuration keys and state-dict keys, so that timm checkpoints saved as safetensors load as
+//! they are ([`weights`]).
 //!
-//! Models implement [`Model`]: `forward_t(x, train)` on `[B, C, H, W]` float images returns logits
-//! `[B, num_classes]`. Parameters live in the `nn::Path` they are built under, with PyTorch-style
-//! names (`conv1.weight`, `bn1.running_mean`, `fc.bias`) so that state dicts carry over.
+//! Models implement [`Model`]: `forward_features` → `forward_head`, and `forward_t(x, train)` on
+//! `[B, C, H, W]` float images returns logits `[B, num_classes]`; `train` selects batch statistics in
+//! batch norm and active dropout / drop path, as PyTorch's `train()` / `eval()`. Every argument of
+//! [`ModelArgs`] is optional: unset means the family's default (timm's `default_cfg`).
 //!
 //! ```
 //! use tch::{Device, Kind, Tensor, nn};
 //! use vrl_models::{ModelArgs, create};
 //!
 //! let vs = nn::VarStore::new(Device::Cpu);
-//! let model = create("mnist_cnn", &vs.root(), &ModelArgs::default()).unwrap();
+//! let args = ModelArgs { num_classes: Some(10), in_chans: Some(1), img_size: Some(28), ..Default::default() };
+//! let model = create("mnist_cnn", &vs.root(), &args).unwrap();
 //! let logits = model.forward_t(&Tensor::zeros([2, 1, 28, 28], (Kind::Float, Device::Cpu)), false);
 //! assert_eq!(logits.size(), [2, 10]);
 //! assert!(create("resnet9000", &vs.root(), &ModelArgs::default()).is_err());
 //! ```
 
+pub mod layers;
 mod mnist_cnn;
+pub mod weights;
 
 pub use mnist_cnn::MnistCnn;
 use serde::{Deserialize, Serialize};
@@ -42,33 +48,67 @@ pub enum ModelError {
     },
 }
 
-/// Arguments common to every model (timm's names).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Model arguments with timm's names; `None` means the family's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelArgs {
-    /// Number of output classes.
-    pub num_classes: i64,
-    /// Number of input channels.
-    pub in_chans: i64,
-    /// Input height and width.
-    pub img_size: i64,
+    /// Number of output classes (timm default 1000).
+    pub num_classes: Option<i64>,
+    /// Number of input channels (default 3).
+    pub in_chans: Option<i64>,
+    /// Input height and width (default 224).
+    pub img_size: Option<i64>,
+    /// Patch size of patch-embedding families.
+    pub patch_size: Option<i64>,
     /// Dropout before the classifier.
-    pub drop_rate: f64,
-    /// Channel widths of the stages, where the family has them (empty: the family's default).
-    pub widths: Vec<i64>,
+    pub drop_rate: Option<f64>,
+    /// Stochastic depth rate (linearly increasing over blocks, as timm).
+    pub drop_path_rate: Option<f64>,
+    /// Blocks per stage (or the depth of an isotropic model), to make small versions of a family.
+    pub depths: Option<Vec<i64>>,
+    /// Channels per stage (or the embedding width of an isotropic model).
+    pub widths: Option<Vec<i64>>,
+    /// Attention heads per stage (or of an isotropic model).
+    pub num_heads: Option<Vec<i64>>,
+    /// Hidden width of MLP blocks as a multiple of the width.
+    pub mlp_ratio: Option<f64>,
+    /// Replace the stem by a CIFAR stem (3×3 stride-1 convolution, no early down-sampling) for 32×32 images.
+    pub cifar_stem: Option<bool>,
 }
 
-impl Default for ModelArgs {
-    fn default() -> Self {
-        ModelArgs { num_classes: 10, in_chans: 1, img_size: 28, drop_rate: 0.0, widths: Vec::new() }
+impl ModelArgs {
+    /// `num_classes` or `default`.
+    pub fn num_classes_or(&self, default: i64) -> i64 {
+        self.num_classes.unwrap_or(default)
+    }
+    /// `in_chans` or 3.
+    pub fn in_chans(&self) -> i64 {
+        self.in_chans.unwrap_or(3)
+    }
+    /// `drop_rate` or 0.
+    pub fn drop_rate(&self) -> f64 {
+        self.drop_rate.unwrap_or(0.0)
+    }
+    /// `drop_path_rate` or 0.
+    pub fn drop_path_rate(&self) -> f64 {
+        self.drop_path_rate.unwrap_or(0.0)
     }
 }
 
 /// A classification network.
 pub trait Model: Send + std::fmt::Debug {
-    /// Logits `[B, num_classes]` for images `[B, C, H, W]`; `train` selects batch-norm batch statistics
-    /// and active dropout.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor;
+    /// Features before pooling and the classifier.
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor;
+    /// Pooling, dropout and the classifier: logits `[B, num_classes]`.
+    fn forward_head(&self, features: &Tensor, train: bool) -> Tensor;
+    /// Logits `[B, num_classes]` for images `[B, C, H, W]`.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_head(&self.forward_features(x, train), train)
+    }
+    /// Width of the pooled features that the classifier sees.
+    fn num_features(&self) -> i64;
+    /// State-dict prefixes of the classifier (re-initialised when a checkpoint has another `num_classes`).
+    fn head_prefixes(&self) -> &'static [&'static str];
 }
 
 /// Builds a model under a path.
@@ -76,8 +116,10 @@ pub type Builder = fn(&nn::Path, &ModelArgs) -> Result<Box<dyn Model>, ModelErro
 
 /// A registry entry.
 pub struct Entry {
-    /// The model name.
+    /// The model name (timm's where timm has the model).
     pub name: &'static str,
+    /// The family (the file that implements it).
+    pub family: &'static str,
     /// A one-line description.
     pub description: &'static str,
     /// The constructor.
@@ -87,6 +129,7 @@ pub struct Entry {
 /// Every model, by name.
 pub const REGISTRY: &[Entry] = &[Entry {
     name: "mnist_cnn",
+    family: "mnist_cnn",
     description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
     build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
 }];
@@ -98,4 +141,11 @@ pub fn create(name: &str, path: &nn::Path, args: &ModelArgs) -> Result<Box<dyn M
         available: REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
     })?;
     (entry.build)(path, args)
+}
+
+/// Number of trainable parameters of model `name` with `args` (built on the CPU).
+pub fn num_params(name: &str, args: &ModelArgs) -> Result<i64, ModelError> {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    create(name, &vs.root(), args)?;
+    Ok(vs.trainable_variables().iter().map(|t| t.numel() as i64).sum())
 }

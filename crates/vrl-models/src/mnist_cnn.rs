@@ -4,7 +4,9 @@
 //! `fc.{weight,bias}`. Weight initialisation as PyTorch's defaults (Kaiming-uniform, a = √5).
 
 use tch::Tensor;
-use tch::nn::{self, ModuleT};
+use tch::nn;
+
+use crate::layers::BatchNorm2d;
 
 use crate::{Model, ModelArgs, ModelError};
 
@@ -12,9 +14,9 @@ use crate::{Model, ModelArgs, ModelError};
 #[derive(Debug)]
 pub struct MnistCnn {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm2d,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: BatchNorm2d,
     fc: nn::Linear,
     drop_rate: f64,
 }
@@ -25,43 +27,52 @@ impl MnistCnn {
 
     /// Builds the network under `p`.
     pub fn new(p: &nn::Path, args: &ModelArgs) -> Result<Self, ModelError> {
-        let widths = if args.widths.is_empty() { Self::WIDTHS.to_vec() } else { args.widths.clone() };
+        let widths = args.widths.clone().unwrap_or_else(|| Self::WIDTHS.to_vec());
+        let (num_classes, in_chans, img_size) =
+            (args.num_classes_or(10), args.in_chans.unwrap_or(1), args.img_size.unwrap_or(28));
         let bad = |message: String| ModelError::BadArgs { model: "mnist_cnn".into(), message };
         let [w1, w2] = widths[..] else {
             return Err(bad(format!("`widths` must have 2 entries, got {widths:?}")));
         };
-        if w1 <= 0 || w2 <= 0 || args.num_classes <= 0 || args.in_chans <= 0 {
+        if w1 <= 0 || w2 <= 0 || num_classes <= 0 || in_chans <= 0 {
             return Err(bad("widths, num_classes and in_chans must be positive".into()));
         }
-        if args.img_size % 4 != 0 || args.img_size <= 0 {
-            return Err(bad(format!("`img_size` must be a positive multiple of 4, got {}", args.img_size)));
+        if img_size % 4 != 0 || img_size <= 0 {
+            return Err(bad(format!("`img_size` must be a positive multiple of 4, got {img_size}")));
         }
         let conv = nn::ConvConfig { padding: 1, bias: false, ..Default::default() };
-        let side = args.img_size / 4;
+        let side = img_size / 4;
         Ok(MnistCnn {
-            conv1: nn::conv2d(p / "conv1", args.in_chans, w1, 3, conv),
-            bn1: nn::batch_norm2d(p / "bn1", w1, Default::default()),
+            conv1: nn::conv2d(p / "conv1", in_chans, w1, 3, conv),
+            bn1: BatchNorm2d::new(&(p / "bn1"), w1),
             conv2: nn::conv2d(p / "conv2", w1, w2, 3, conv),
-            bn2: nn::batch_norm2d(p / "bn2", w2, Default::default()),
-            fc: nn::linear(p / "fc", w2 * side * side, args.num_classes, Default::default()),
-            drop_rate: args.drop_rate,
+            bn2: BatchNorm2d::new(&(p / "bn2"), w2),
+            fc: nn::linear(p / "fc", w2 * side * side, num_classes, Default::default()),
+            drop_rate: args.drop_rate(),
         })
     }
 }
 
 impl Model for MnistCnn {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d_default(2);
-        let x = x.apply(&self.conv2).apply_t(&self.bn2, train).relu().max_pool2d_default(2);
-        let x = x.flatten(1, -1);
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = x.apply(&self.conv1);
+        let x = self.bn1.forward_t(&x, train).relu().max_pool2d_default(2);
+        let x = x.apply(&self.conv2);
+        self.bn2.forward_t(&x, train).relu().max_pool2d_default(2)
+    }
+
+    fn forward_head(&self, features: &Tensor, train: bool) -> Tensor {
+        let x = features.flatten(1, -1);
         let x = if train && self.drop_rate > 0.0 { x.dropout(self.drop_rate, true) } else { x };
         x.apply(&self.fc)
     }
-}
 
-impl ModuleT for MnistCnn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        Model::forward_t(self, xs, train)
+    fn num_features(&self) -> i64 {
+        self.fc.ws.size()[1]
+    }
+
+    fn head_prefixes(&self) -> &'static [&'static str] {
+        &["fc."]
     }
 }
 
@@ -74,6 +85,7 @@ mod tests {
     fn keys_and_parameter_count() {
         let vs = nn::VarStore::new(Device::Cpu);
         MnistCnn::new(&vs.root(), &ModelArgs::default()).unwrap();
+        assert!(vs.variables().contains_key("bn1.num_batches_tracked"));
         let mut keys: Vec<String> = vs.variables().into_keys().collect();
         keys.sort();
         assert!(keys.contains(&"conv1.weight".to_string()));
@@ -87,12 +99,13 @@ mod tests {
     #[test]
     fn bad_args_are_errors() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let args = ModelArgs { widths: vec![8], ..Default::default() };
+        let args = ModelArgs { widths: Some(vec![8]), ..Default::default() };
         assert!(MnistCnn::new(&vs.root(), &args).unwrap_err().to_string().contains("widths"));
-        let args = ModelArgs { img_size: 30, ..Default::default() };
+        let args = ModelArgs { img_size: Some(30), ..Default::default() };
         assert!(MnistCnn::new(&vs.root(), &args).is_err());
-        let m = MnistCnn::new(&(vs.root() / "ok"), &ModelArgs { widths: vec![4, 8], ..Default::default() })
-            .unwrap();
+        let m =
+            MnistCnn::new(&(vs.root() / "ok"), &ModelArgs { widths: Some(vec![4, 8]), ..Default::default() })
+                .unwrap();
         let y = Model::forward_t(&m, &Tensor::ones([3, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), [3, 10]);
     }

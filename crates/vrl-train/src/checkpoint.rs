@@ -5,155 +5,16 @@
 //! the header (step, epoch, position in the epoch, seeds, anything the study needs) is JSON in the
 //! safetensors metadata under `vrl`. Files are written atomically and only the newest `keep` are kept.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tch::{Kind, Tensor, nn::VarStore};
-
-/// Errors while saving or loading checkpoints and weights. Each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// The file could not be read or written.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The tensors in a file do not match what they are loaded into.
-    #[error("{path}: weights do not match the model:\n{details}")]
-    Mismatch {
-        /// The file.
-        path: PathBuf,
-        /// One line per missing, unexpected or wrongly shaped tensor.
-        details: String,
-    },
-}
-
-fn file_err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError::File { path: path.to_path_buf(), message: message.to_string() }
-}
-
-fn dtype(kind: Kind) -> Option<Dtype> {
-    Some(match kind {
-        Kind::Bool => Dtype::BOOL,
-        Kind::Uint8 => Dtype::U8,
-        Kind::Int8 => Dtype::I8,
-        Kind::Int16 => Dtype::I16,
-        Kind::Int => Dtype::I32,
-        Kind::Int64 => Dtype::I64,
-        Kind::BFloat16 => Dtype::BF16,
-        Kind::Half => Dtype::F16,
-        Kind::Float => Dtype::F32,
-        Kind::Double => Dtype::F64,
-        _ => return None,
-    })
-}
-
-fn kind(dtype: Dtype) -> Option<Kind> {
-    Some(match dtype {
-        Dtype::BOOL => Kind::Bool,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::I8 => Kind::Int8,
-        Dtype::I16 => Kind::Int16,
-        Dtype::I32 => Kind::Int,
-        Dtype::I64 => Kind::Int64,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::F16 => Kind::Half,
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        _ => return None,
-    })
-}
-
-/// Serializes named tensors (moved to the CPU) and string metadata to safetensors bytes.
-pub fn to_safetensors_bytes(
-    tensors: &[(String, Tensor)],
-    metadata: Option<HashMap<String, String>>,
-) -> Result<Vec<u8>, String> {
-    let mut buffers = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let t = t.to_device(tch::Device::Cpu).contiguous();
-        let dt =
-            dtype(t.kind()).ok_or_else(|| format!("tensor `{name}` has unsupported kind {:?}", t.kind()))?;
-        let numel = t.numel();
-        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-        t.f_copy_data_u8(&mut data, numel).map_err(|e| format!("tensor `{name}`: {e}"))?;
-        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        buffers.push((name.clone(), dt, shape, data));
-    }
-    let views = buffers
-        .iter()
-        .map(|(name, dt, shape, data)| {
-            TensorView::new(*dt, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, metadata).map_err(|e| e.to_string())
-}
-
-/// Writes named tensors to a safetensors file, atomically.
-pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
-    let bytes = to_safetensors_bytes(tensors, None).map_err(|e| file_err(path, e))?;
-    vrl_run::write_atomic(path, &bytes).map_err(|e| file_err(path, e))
-}
-
-/// Tensors by name.
-pub type TensorMap = HashMap<String, Tensor>;
-
-/// Reads every tensor of a safetensors file, and its metadata.
-pub fn load_safetensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
-    let mut out = HashMap::new();
-    for (name, view) in st.iter() {
-        let k = kind(view.dtype()).ok_or_else(|| {
-            file_err(path, format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
-        })?;
-        let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &size, k)
-            .map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
-        out.insert(name.to_string(), t);
-    }
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
-}
-
-/// Copies `tensors` into the variables of `vs` (names and shapes must match exactly). On a mismatch
-/// nothing is copied and the error lists every missing, unexpected and wrongly shaped tensor.
-pub fn load_into_varstore(
-    vs: &VarStore,
-    tensors: &HashMap<String, Tensor>,
-    path: &Path,
-) -> Result<(), CheckpointError> {
-    let vars = vs.variables();
-    let mut details = Vec::new();
-    let names: BTreeSet<&String> = vars.keys().chain(tensors.keys()).collect();
-    for name in names {
-        match (vars.get(name), tensors.get(name)) {
-            (Some(_), None) => details.push(format!("  missing: {name}")),
-            (None, Some(_)) => details.push(format!("  unexpected: {name}")),
-            (Some(v), Some(t)) if v.size() != t.size() => {
-                details.push(format!("  shape mismatch: {name}: file {:?}, model {:?}", t.size(), v.size()))
-            }
-            _ => {}
-        }
-    }
-    if !details.is_empty() {
-        return Err(CheckpointError::Mismatch { path: path.to_path_buf(), details: details.join("\n") });
-    }
-    let _guard = tch::no_grad_guard();
-    for (name, v) in vars {
-        let mut v = v;
-        v.f_copy_(&tensors[&name]).map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
-    }
-    Ok(())
-}
+use tch::Tensor;
+pub use vrl_models::weights::{
+    TensorMap, WeightsError as CheckpointError, file_err, load_into_varstore, load_safetensors,
+    save_safetensors, to_safetensors_bytes,
+};
 
 /// A loaded checkpoint.
 #[derive(Debug)]
@@ -191,7 +52,7 @@ impl Checkpoint {
         }
         let meta = HashMap::from([("vrl".to_string(), header.to_string())]);
         let bytes = to_safetensors_bytes(&tensors, Some(meta)).map_err(|e| file_err(&path, e))?;
-        vrl_run::write_atomic(&path, &bytes).map_err(|e| file_err(&path, e))?;
+        vrl_models::weights::write_atomic(&path, &bytes)?;
         let mut all = Self::list(dir)?;
         while all.len() > keep.max(1) {
             let (_, old) = all.remove(0);

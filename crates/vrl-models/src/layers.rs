@@ -1,0 +1,167 @@
+//! Building blocks shared by the families, with PyTorch's parameter names and semantics.
+
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+/// `torch.nn.BatchNorm2d` (also for 1-d features `[B, C]`): `weight`, `bias`, `running_mean`,
+/// `running_var` and `num_batches_tracked` (int64), momentum 0.1 and eps 1e-5 by default. In training
+/// mode it normalises with batch statistics and updates the running ones.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    /// Scale, initialised to 1.
+    pub weight: Tensor,
+    /// Shift, initialised to 0.
+    pub bias: Tensor,
+    /// Running mean.
+    pub running_mean: Tensor,
+    /// Running (unbiased) variance.
+    pub running_var: Tensor,
+    /// Number of training batches seen.
+    pub num_batches_tracked: Tensor,
+    /// Running statistics momentum.
+    pub momentum: f64,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl BatchNorm2d {
+    /// A batch norm over `channels` under `p`.
+    pub fn new(p: &nn::Path, channels: i64) -> Self {
+        Self::with_eps(p, channels, 1e-5)
+    }
+
+    /// With a given eps (timm's EfficientNet uses 1e-3).
+    pub fn with_eps(p: &nn::Path, channels: i64, eps: f64) -> Self {
+        BatchNorm2d {
+            weight: p.var("weight", &[channels], Init::Const(1.0)),
+            bias: p.var("bias", &[channels], Init::Const(0.0)),
+            running_mean: p.zeros_no_train("running_mean", &[channels]),
+            running_var: p.ones_no_train("running_var", &[channels]),
+            num_batches_tracked: p.add(
+                "num_batches_tracked",
+                Tensor::zeros([], (Kind::Int64, p.device())),
+                false,
+            ),
+            momentum: 0.1,
+            eps,
+        }
+    }
+
+    /// Normalises `x` (`[B, C, ...]`).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if train {
+            let _guard = tch::no_grad_guard();
+            let mut n = self.num_batches_tracked.shallow_clone();
+            let _ = n.f_add_scalar_(1);
+        }
+        Tensor::batch_norm(
+            x,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            self.momentum,
+            self.eps,
+            false,
+        )
+    }
+}
+
+/// Stochastic depth (Huang et al., 2016) per sample, as timm's `drop_path`: in training, each sample's
+/// residual branch is zeroed with probability `p` and the survivors are scaled by `1 / (1 − p)`.
+pub fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p <= 0.0 {
+        return x.shallow_clone();
+    }
+    let keep = 1.0 - p;
+    let mut shape = vec![x.size()[0]];
+    shape.extend(std::iter::repeat_n(1, x.dim() - 1));
+    let mask = Tensor::empty(shape.as_slice(), (x.kind(), x.device())).bernoulli_float_(keep);
+    x * mask / keep
+}
+
+/// Fills `t` in place from a normal distribution with standard deviation `std` truncated to
+/// `[a, b]` (absolute bounds, like timm's `trunc_normal_(std=.02)` with a = −2, b = 2), by the
+/// inverse-CDF method PyTorch uses.
+pub fn trunc_normal_(t: &mut Tensor, std: f64, a: f64, b: f64) {
+    let _guard = tch::no_grad_guard();
+    let cdf = |x: f64| 0.5 * (1.0 + erf(x / std / std::f64::consts::SQRT_2));
+    let (l, u) = (cdf(a), cdf(b));
+    let _ = t.uniform_(2.0 * l - 1.0, 2.0 * u - 1.0);
+    let _ = t.erfinv_();
+    let _ = t.f_mul_scalar_(std * std::f64::consts::SQRT_2);
+    let _ = t.clamp_(a, b);
+}
+
+/// The error function, from Numerical Recipes' Chebyshev approximation of erfc (|error| < 1.2e-7).
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { 1.0 - r } else { r - 1.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn batch_norm_keys_and_counter() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm2d::new(&(vs.root() / "bn"), 3);
+        let mut keys: Vec<String> = vs.variables().into_keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["bn.bias", "bn.num_batches_tracked", "bn.running_mean", "bn.running_var", "bn.weight"]
+        );
+        let x = Tensor::randn([4, 3, 2, 2], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+        let y = bn.forward_t(&x, true);
+        assert_eq!(bn.num_batches_tracked.int64_value(&[]), 1);
+        // Batch statistics: zero mean, unit variance per channel.
+        let m = y.mean_dim(&[0i64, 2, 3][..], false, Kind::Float);
+        assert!(m.abs().max().double_value(&[]) < 1e-5);
+        // running_mean moved 10% of the way to the batch mean.
+        let bm = x.mean_dim(&[0i64, 2, 3][..], false, Kind::Float);
+        assert!((&bn.running_mean - bm * 0.1).abs().max().double_value(&[]) < 1e-6);
+        bn.forward_t(&x, false);
+        assert_eq!(bn.num_batches_tracked.int64_value(&[]), 1);
+    }
+
+    #[test]
+    fn truncated_normal_stays_in_bounds_with_the_right_spread() {
+        let mut t = Tensor::zeros([100_000], (Kind::Float, Device::Cpu));
+        trunc_normal_(&mut t, 0.02, -2.0, 2.0);
+        let std = t.std(true).double_value(&[]);
+        assert!((std - 0.02).abs() < 0.0005, "{std}");
+        let mut t = Tensor::zeros([100_000], (Kind::Float, Device::Cpu));
+        trunc_normal_(&mut t, 1.0, -1.0, 1.0);
+        assert!(t.abs().max().double_value(&[]) <= 1.0);
+        // Variance of a standard normal truncated to [-1, 1] is 0.2911.
+        let var = t.var(true).double_value(&[]);
+        assert!((var - 0.2911).abs() < 0.005, "{var}");
+    }
+
+    #[test]
+    fn drop_path_scales_survivors() {
+        tch::manual_seed(0);
+        let x = Tensor::ones([1000, 4], (Kind::Float, Device::Cpu));
+        let y = drop_path(&x, 0.25, true);
+        let kept =
+            y.sum_dim_intlist(&[1i64][..], false, Kind::Float).gt(0.0).sum(Kind::Float).double_value(&[]);
+        assert!((kept - 750.0).abs() < 60.0, "{kept}");
+        assert!((y.max().double_value(&[]) - 1.0 / 0.75).abs() < 1e-6);
+        assert!(drop_path(&x, 0.25, false).equal(&x));
+    }
+}

@@ -1,0 +1,189 @@
+//! Weights as safetensors files with PyTorch / timm state-dict keys: read, write (atomically), and
+//! load into a model's variables with every missing, unexpected or wrongly shaped tensor listed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use tch::{Kind, Tensor, nn::VarStore};
+
+/// Errors while saving or loading checkpoints and weights. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The tensors in a file do not match what they are loaded into.
+    #[error("{path}: weights do not match the model:\n{details}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// One line per missing, unexpected or wrongly shaped tensor.
+        details: String,
+    },
+}
+
+/// A [`WeightsError::File`] for `path`.
+pub fn file_err(path: &Path, message: impl std::fmt::Display) -> WeightsError {
+    WeightsError::File { path: path.to_path_buf(), message: message.to_string() }
+}
+
+fn dtype(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Bool => Dtype::BOOL,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Int8 => Dtype::I8,
+        Kind::Int16 => Dtype::I16,
+        Kind::Int => Dtype::I32,
+        Kind::Int64 => Dtype::I64,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Half => Dtype::F16,
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        _ => return None,
+    })
+}
+
+fn kind(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::BOOL => Kind::Bool,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F16 => Kind::Half,
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+/// Serializes named tensors (moved to the CPU) and string metadata to safetensors bytes.
+pub fn to_safetensors_bytes(
+    tensors: &[(String, Tensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
+    let mut buffers = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_device(tch::Device::Cpu).contiguous();
+        let dt =
+            dtype(t.kind()).ok_or_else(|| format!("tensor `{name}` has unsupported kind {:?}", t.kind()))?;
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel).map_err(|e| format!("tensor `{name}`: {e}"))?;
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.clone(), dt, shape, data));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, dt, shape, data)| {
+            TensorView::new(*dt, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, metadata).map_err(|e| e.to_string())
+}
+
+/// Writes named tensors to a safetensors file, atomically.
+pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), WeightsError> {
+    let bytes = to_safetensors_bytes(tensors, None).map_err(|e| file_err(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        std::fs::create_dir_all(dir)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| file_err(path, format!("cannot write: {e}")))
+}
+
+/// Tensors by name.
+pub type TensorMap = HashMap<String, Tensor>;
+
+/// Reads every tensor of a safetensors file, and its metadata.
+pub fn load_safetensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>), WeightsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.iter() {
+        let k = kind(view.dtype()).ok_or_else(|| {
+            file_err(path, format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
+        })?;
+        let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &size, k)
+            .map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
+        out.insert(name.to_string(), t);
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// Copies `tensors` into the variables of `vs` (names and shapes must match exactly). On a mismatch
+/// nothing is copied and the error lists every missing, unexpected and wrongly shaped tensor.
+pub fn load_into_varstore(
+    vs: &VarStore,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    load_with_head(vs, tensors, path, &[]).map(|_| ())
+}
+
+/// Like [`load_into_varstore`], but tensors under the classifier prefixes `head` (e.g. `["fc."]`,
+/// `["head."]`) whose shapes differ — a checkpoint with another `num_classes` — are skipped and keep
+/// their fresh initialisation, as timm does. Returns the names of the skipped tensors.
+pub fn load_with_head(
+    vs: &VarStore,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+    head: &[&str],
+) -> Result<Vec<String>, WeightsError> {
+    let vars = vs.variables();
+    let mut details = Vec::new();
+    let mut skipped = Vec::new();
+    let names: BTreeSet<&String> = vars.keys().chain(tensors.keys()).collect();
+    for name in names {
+        match (vars.get(name), tensors.get(name)) {
+            (Some(_), None) => details.push(format!("  missing: {name}")),
+            (None, Some(_)) => details.push(format!("  unexpected: {name}")),
+            (Some(v), Some(t)) if v.size() != t.size() && head.iter().any(|h| name.starts_with(h)) => {
+                skipped.push(name.clone())
+            }
+            (Some(v), Some(t)) if v.size() != t.size() => {
+                details.push(format!("  shape mismatch: {name}: file {:?}, model {:?}", t.size(), v.size()))
+            }
+            _ => {}
+        }
+    }
+    if !details.is_empty() {
+        return Err(WeightsError::Mismatch { path: path.to_path_buf(), details: details.join("\n") });
+    }
+    let _guard = tch::no_grad_guard();
+    for (name, v) in vars {
+        if skipped.contains(&name) {
+            continue;
+        }
+        let mut v = v;
+        v.f_copy_(&tensors[&name]).map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
+    }
+    Ok(skipped)
+}
