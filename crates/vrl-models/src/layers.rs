@@ -135,7 +135,7 @@ mod tests {
         // running_mean moved 10% of the way to the batch mean.
         let bm = x.mean_dim(&[0i64, 2, 3][..], false, Kind::Float);
         assert!((&bn.running_mean - bm * 0.1).abs().max().double_value(&[]) < 1e-6);
-        bn.forward_t(&x, false);
+        let _ = bn.forward_t(&x, false);
         assert_eq!(bn.num_batches_tracked.int64_value(&[]), 1);
     }
 
