@@ -1,28 +1,17 @@
 //! Atomic file writes: a temporary file in the same directory, flushed, then renamed over the target.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::{RunError, io_err};
 
-/// Writes `bytes` to `path` atomically: readers see the old file or the new one, never a part.
+/// Writes `bytes` to `path` atomically (creating its directory): readers see the old file or the
+/// new one, never a part. The one implementation is `vrl_cache::write_atomic`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err("cannot create directory", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err("cannot write", path))
+    Ok(vrl_cache::write_atomic(path, bytes)?)
 }
 
 /// Writes `value` as pretty JSON (with a final newline) to `path`, atomically.

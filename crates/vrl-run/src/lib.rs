@@ -61,6 +61,9 @@ pub enum RunError {
         /// The run directory.
         path: PathBuf,
     },
+    /// A file could not be written.
+    #[error(transparent)]
+    Write(#[from] vrl_cache::CacheError),
     /// A plot could not be drawn.
     #[error("cannot draw plot {path}: {message}")]
     Plot {
