@@ -64,10 +64,7 @@ fn is_user_error(err: &anyhow::Error) -> bool {
                 Some(vrl_optim::OptimError::Unknown { .. } | vrl_optim::OptimError::HParam { .. })
             )
             || matches!(e.downcast_ref::<vrl_run::RunError>(), Some(vrl_run::RunError::ConfigChanged { .. }))
-            || matches!(
-                e.downcast_ref::<vrl_train::CheckpointError>(),
-                Some(vrl_train::CheckpointError::Mismatch { .. })
-            )
+            || e.is::<vrl_models::weights::WeightsError>()
     })
 }
 

@@ -217,3 +217,49 @@ fn doctor_reports_versions_and_linked_cuda_library() {
         assert!(text.contains("(libtorch_cuda linked)"), "{text}");
     }
 }
+
+#[test]
+fn models_forward_runs_and_rejects_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("x.npy");
+    let output = tmp.path().join("y.npy");
+    tch::Tensor::zeros([2, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)).write_npy(&input).unwrap();
+    let forward = |extra: &[&str]| {
+        Command::new(VRL)
+            .args(["models", "forward", "--model", "mnist_cnn", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = forward(&["--set", "model.num_classes=3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tch::Tensor::read_npy(&output).unwrap().size(), [2, 3]);
+
+    assert_user_error(&forward(&["--set", "model.num_clases=3"]), &["num_clases"]);
+    assert_user_error(&forward(&["--set", "num_classes=3"]), &["model."]);
+
+    let weights = tmp.path().join("w.safetensors");
+    let foo = tch::Tensor::ones([2], (tch::Kind::Float, tch::Device::Cpu));
+    tch::Tensor::write_safetensors(&[("foo", &foo)], &weights).unwrap();
+    let w = weights.to_str().unwrap();
+    assert_user_error(
+        &forward(&["--weights", w]),
+        &["w.safetensors", "unexpected: foo", "missing: conv1.weight"],
+    );
+    std::fs::write(&weights, b"not safetensors").unwrap();
+    assert_user_error(&forward(&["--weights", w]), &["w.safetensors", "not a valid safetensors"]);
+
+    std::fs::write(&input, b"garbage").unwrap();
+    assert_user_error(&forward(&[]), &["x.npy"]);
+    let out = Command::new(VRL)
+        .args(["models", "forward", "--model", "resnet9000", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_user_error(&out, &["unknown model `resnet9000`"]);
+}
