@@ -21,11 +21,13 @@
 
 pub mod layers;
 mod mnist_cnn;
+pub mod vision_transformer;
 pub mod weights;
 
 pub use mnist_cnn::MnistCnn;
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
+pub use vision_transformer::VisionTransformer;
 
 /// Errors of the model zoo.
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +129,32 @@ pub struct Entry {
 }
 
 /// Every model, by name.
-pub const REGISTRY: &[Entry] = &[Entry {
-    name: "mnist_cnn",
-    family: "mnist_cnn",
-    description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
-    build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
-}];
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "mnist_cnn",
+        family: "mnist_cnn",
+        description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
+        build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
+    },
+    Entry {
+        name: "vit_tiny_patch16_224",
+        family: "vision_transformer",
+        description: "ViT-Ti/16: 12 blocks, width 192, 3 heads, 224x224",
+        build: |p, a| Ok(Box::new(VisionTransformer::named(p, "vit_tiny_patch16_224", a)?)),
+    },
+    Entry {
+        name: "vit_small_patch16_224",
+        family: "vision_transformer",
+        description: "ViT-S/16: 12 blocks, width 384, 6 heads, 224x224",
+        build: |p, a| Ok(Box::new(VisionTransformer::named(p, "vit_small_patch16_224", a)?)),
+    },
+    Entry {
+        name: "deit_small_patch16_224",
+        family: "vision_transformer",
+        description: "DeiT-S: the ViT-S/16 network (DeiT training recipe), 224x224",
+        build: |p, a| Ok(Box::new(VisionTransformer::named(p, "deit_small_patch16_224", a)?)),
+    },
+];
 
 /// Creates model `name` under `path`.
 pub fn create(name: &str, path: &nn::Path, args: &ModelArgs) -> Result<Box<dyn Model>, ModelError> {
