@@ -136,6 +136,36 @@ pub fn init_linear_trunc_normal(linear: &mut nn::Linear, std: f64) {
     }
 }
 
+/// timm's `PatchEmbed` (ViT, MLP-Mixer): a convolution with kernel and stride `patch_size` (key
+/// `proj.{weight,bias}`), its output flattened to tokens. Built with PyTorch's default initialisation.
+#[derive(Debug)]
+pub struct PatchEmbed {
+    /// `[D, C, patch, patch]` projection.
+    pub proj: nn::Conv2D,
+}
+
+impl PatchEmbed {
+    /// Patches of side `patch_size` from `in_chans` channels to `embed_dim`, under `p` (keys `p.proj.*`).
+    pub fn new(p: &nn::Path, in_chans: i64, embed_dim: i64, patch_size: i64) -> Self {
+        let cfg = nn::ConvConfig { stride: patch_size, ..Default::default() };
+        PatchEmbed { proj: nn::conv2d(p / "proj", in_chans, embed_dim, patch_size, cfg) }
+    }
+
+    /// Tokens in row-major patch order.
+    ///
+    /// # Shapes
+    /// `x: [B, C, H, W]` → `[B, (H / patch) · (W / patch), D]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.proj).flatten(2, -1).transpose(1, 2)
+    }
+}
+
+/// LayerNorm over the last dimension with eps 1e-6 (timm's ViT, MLP-Mixer and ConvNeXt default),
+/// weight 1 and bias 0; keys `weight`, `bias`.
+pub fn layer_norm(p: &nn::Path, dim: i64) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![dim], nn::LayerNormConfig { eps: 1e-6, ..Default::default() })
+}
+
 /// The error function, from Numerical Recipes' Chebyshev approximation of erfc (|error| < 1.2e-7).
 fn erf(x: f64) -> f64 {
     let z = x.abs();

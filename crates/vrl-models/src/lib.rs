@@ -20,10 +20,12 @@
 //! ```
 
 pub mod layers;
+pub mod mlp_mixer;
 mod mnist_cnn;
 pub mod vision_transformer;
 pub mod weights;
 
+pub use mlp_mixer::MlpMixer;
 pub use mnist_cnn::MnistCnn;
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
@@ -153,6 +155,12 @@ pub const REGISTRY: &[Entry] = &[
         family: "vision_transformer",
         description: "DeiT-S: the ViT-S/16 network (DeiT training recipe), 224x224",
         build: |p, a| Ok(Box::new(VisionTransformer::named(p, "deit_small_patch16_224", a)?)),
+    },
+    Entry {
+        name: "mixer_s16_224",
+        family: "mlp_mixer",
+        description: "MLP-Mixer S/16: 8 blocks, width 512, 224x224",
+        build: |p, a| Ok(Box::new(MlpMixer::named(p, "mixer_s16_224", a)?)),
     },
 ];
 

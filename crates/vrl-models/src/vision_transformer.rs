@@ -10,7 +10,7 @@
 //! `1 + (img_size / patch_size)²` rows; inputs must be `img_size` square, as timm's strict patch
 //! embedding), `depths = [depth]`, `widths = [embed_dim]`, `num_heads = [heads]` (must divide the
 //! width), `mlp_ratio` (hidden width `⌊width · ratio⌋`), `drop_rate` (before the head) and
-//! `drop_path_rate` (linear over the blocks, 0 for the first). `cifar_stem` does not apply.
+//! `drop_path_rate` (linear over the blocks, 0 for the first). `cifar_stem: true` is rejected (use `patch_size`).
 //!
 //! Keys: `cls_token [1, 1, D]`, `pos_embed [1, 1 + N, D]`, `patch_embed.proj.{weight,bias}`,
 //! `blocks.{i}.norm1`, `blocks.{i}.attn.qkv` (`[3D, D]`, rows q | k | v, heads contiguous within each),
@@ -34,7 +34,7 @@
 use tch::Tensor;
 use tch::nn::{self, Init};
 
-use crate::layers::{Mlp, drop_path, init_linear_trunc_normal, trunc_normal_};
+use crate::layers::{Mlp, PatchEmbed, drop_path, init_linear_trunc_normal, layer_norm, trunc_normal_};
 use crate::{Model, ModelArgs, ModelError};
 
 /// The hyper-parameters of a Vision Transformer.
@@ -94,6 +94,9 @@ impl VitConfig {
                 Some(other) => Err(bad(format!("`{what}` must have one entry for a ViT, got {other:?}"))),
             }
         };
+        if args.cifar_stem == Some(true) {
+            return Err(bad("`cifar_stem` does not apply to a ViT (set `patch_size` instead)".into()));
+        }
         self.depth = single(&args.depths, "depths")?.unwrap_or(self.depth);
         self.embed_dim = single(&args.widths, "widths")?.unwrap_or(self.embed_dim);
         self.num_heads = single(&args.num_heads, "num_heads")?.unwrap_or(self.num_heads);
@@ -249,18 +252,13 @@ impl Block {
     }
 }
 
-/// LayerNorm over the last dimension with timm's eps 1e-6.
-fn layer_norm(p: &nn::Path, dim: i64) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![dim], nn::LayerNormConfig { eps: 1e-6, ..Default::default() })
-}
-
 /// See the module documentation.
 #[derive(Debug)]
 pub struct VisionTransformer {
     /// The configuration it was built with.
     pub config: VitConfig,
     /// Patch embedding: a `patch_size`-strided convolution to `embed_dim` channels.
-    pub patch_embed: nn::Conv2D,
+    pub patch_embed: PatchEmbed,
     /// The class token `[1, 1, D]`.
     pub cls_token: Tensor,
     /// Position embedding `[1, 1 + N, D]`, class token first.
@@ -288,13 +286,7 @@ impl VisionTransformer {
     /// Builds the network of `cfg` (validated by [`VitConfig::with_args`]) under `p`.
     pub fn new(p: &nn::Path, cfg: VitConfig) -> Self {
         let d = cfg.embed_dim;
-        let patch_embed = nn::conv2d(
-            p / "patch_embed" / "proj",
-            cfg.in_chans,
-            d,
-            cfg.patch_size,
-            nn::ConvConfig { stride: cfg.patch_size, ..Default::default() },
-        );
+        let patch_embed = PatchEmbed::new(&(p / "patch_embed"), cfg.in_chans, d, cfg.patch_size);
         let cls_token = p.var("cls_token", &[1, 1, d], Init::Randn { mean: 0.0, stdev: 1e-6 });
         let mut pos_embed = p.var("pos_embed", &[1, cfg.num_tokens(), d], Init::Const(0.0));
         trunc_normal_(&mut pos_embed, 0.02, -2.0, 2.0);
@@ -318,7 +310,7 @@ impl VisionTransformer {
     /// # Shapes
     /// `x: [B, C, H, W]` (H = W = `img_size`) → `[B, 1 + N, D]`.
     pub fn embed(&self, x: &Tensor) -> Tensor {
-        let x = x.apply(&self.patch_embed).flatten(2, -1).transpose(1, 2);
+        let x = self.patch_embed.forward(x);
         let b = x.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], false);
         Tensor::cat(&[cls, x], 1) + &self.pos_embed
