@@ -19,12 +19,14 @@
 //! assert!(create("resnet9000", &vs.root(), &ModelArgs::default()).is_err());
 //! ```
 
+pub mod convnext;
 pub mod layers;
 pub mod mlp_mixer;
 mod mnist_cnn;
 pub mod vision_transformer;
 pub mod weights;
 
+pub use convnext::ConvNext;
 pub use mlp_mixer::MlpMixer;
 pub use mnist_cnn::MnistCnn;
 use serde::{Deserialize, Serialize};
@@ -161,6 +163,24 @@ pub const REGISTRY: &[Entry] = &[
         family: "mlp_mixer",
         description: "MLP-Mixer S/16: 8 blocks, width 512, 224x224",
         build: |p, a| Ok(Box::new(MlpMixer::named(p, "mixer_s16_224", a)?)),
+    },
+    Entry {
+        name: "convnext_tiny",
+        family: "convnext",
+        description: "ConvNeXt-T: depths 3-3-9-3, widths 96-768, layer scale",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnext_tiny", a)?)),
+    },
+    Entry {
+        name: "convnextv2_tiny",
+        family: "convnext",
+        description: "ConvNeXt V2-T: depths 3-3-9-3, widths 96-768, GRN",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnextv2_tiny", a)?)),
+    },
+    Entry {
+        name: "convnextv2_atto",
+        family: "convnext",
+        description: "ConvNeXt V2-Atto: depths 2-2-6-2, widths 40-320, GRN, 1x1-conv MLP",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnextv2_atto", a)?)),
     },
 ];
 
