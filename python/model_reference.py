@@ -56,7 +56,19 @@ def param_count(name, kwargs=None):
 
 def run_case(case):
     torch.manual_seed(case.get("seed", 0))
-    model = timm.create_model(case["timm_name"], pretrained=False, **case.get("timm_kwargs", {}))
+    if case.get("timm_class"):
+        # Registered names that fix some constructor arguments (e.g. `mixer_s16_224` its patch size
+        # and width) cannot be shrunk through create_model: build the family's class directly.
+        module_name, cls_name = case["timm_class"].rsplit(".", 1)
+        model = getattr(importlib.import_module(module_name), cls_name)(**case.get("timm_kwargs", {}))
+    else:
+        model = timm.create_model(case["timm_name"], pretrained=False, **case.get("timm_kwargs", {}))
+    if case.get("perturb"):
+        # timm initialises some parameters to constants (zero heads, LayerNorm ones/zeros, layer
+        # scale 1e-6) that would let a wrong layer go unnoticed: add seeded noise to every parameter.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * case["perturb"])
     n, c, h, w = case.get("input_shape", (2, 3, 32, 32))
     gen = torch.Generator().manual_seed(1234)
     x = torch.randn(n, c, h, w, generator=gen)

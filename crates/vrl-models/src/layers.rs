@@ -94,6 +94,78 @@ pub fn trunc_normal_(t: &mut Tensor, std: f64, a: f64, b: f64) {
     let _ = t.clamp_(a, b);
 }
 
+/// timm's `Mlp` with linear layers (ViT, MLP-Mixer, ConvNeXt): `fc1 → GELU (exact, erf) → fc2` over the
+/// last dimension, keys `fc1.{weight,bias}`, `fc2.{weight,bias}`. timm's dropout inside the MLP
+/// (`proj_drop_rate`) is 0 in every family that uses this and is not modelled. Built with PyTorch's
+/// default initialisation; the families re-initialise as timm does ([`init_linear_trunc_normal`]).
+#[derive(Debug)]
+pub struct Mlp {
+    /// `[hidden, in]` expansion.
+    pub fc1: nn::Linear,
+    /// `[out, hidden]` projection.
+    pub fc2: nn::Linear,
+}
+
+impl Mlp {
+    /// An MLP `in_features → hidden → out_features` under `p`.
+    pub fn new(p: &nn::Path, in_features: i64, hidden: i64, out_features: i64) -> Self {
+        Mlp {
+            fc1: nn::linear(p / "fc1", in_features, hidden, Default::default()),
+            fc2: nn::linear(p / "fc2", hidden, out_features, Default::default()),
+        }
+    }
+
+    /// `fc2(gelu(fc1(x)))` for `x: [..., in]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.fc1).gelu("none").apply(&self.fc2)
+    }
+
+    /// Both linear layers mutably, for re-initialisation.
+    pub fn linears_mut(&mut self) -> [&mut nn::Linear; 2] {
+        [&mut self.fc1, &mut self.fc2]
+    }
+}
+
+/// timm's usual linear initialisation: weight truncated normal (std `std`, cut at ±2 absolute),
+/// bias zero.
+pub fn init_linear_trunc_normal(linear: &mut nn::Linear, std: f64) {
+    trunc_normal_(&mut linear.ws, std, -2.0, 2.0);
+    if let Some(b) = &mut linear.bs {
+        let _guard = tch::no_grad_guard();
+        let _ = b.zero_();
+    }
+}
+
+/// timm's `PatchEmbed` (ViT, MLP-Mixer): a convolution with kernel and stride `patch_size` (key
+/// `proj.{weight,bias}`), its output flattened to tokens. Built with PyTorch's default initialisation.
+#[derive(Debug)]
+pub struct PatchEmbed {
+    /// `[D, C, patch, patch]` projection.
+    pub proj: nn::Conv2D,
+}
+
+impl PatchEmbed {
+    /// Patches of side `patch_size` from `in_chans` channels to `embed_dim`, under `p` (keys `p.proj.*`).
+    pub fn new(p: &nn::Path, in_chans: i64, embed_dim: i64, patch_size: i64) -> Self {
+        let cfg = nn::ConvConfig { stride: patch_size, ..Default::default() };
+        PatchEmbed { proj: nn::conv2d(p / "proj", in_chans, embed_dim, patch_size, cfg) }
+    }
+
+    /// Tokens in row-major patch order.
+    ///
+    /// # Shapes
+    /// `x: [B, C, H, W]` → `[B, (H / patch) · (W / patch), D]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.proj).flatten(2, -1).transpose(1, 2)
+    }
+}
+
+/// LayerNorm over the last dimension with eps 1e-6 (timm's ViT, MLP-Mixer and ConvNeXt default),
+/// weight 1 and bias 0; keys `weight`, `bias`.
+pub fn layer_norm(p: &nn::Path, dim: i64) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![dim], nn::LayerNormConfig { eps: 1e-6, ..Default::default() })
+}
+
 /// The error function, from Numerical Recipes' Chebyshev approximation of erfc (|error| < 1.2e-7).
 fn erf(x: f64) -> f64 {
     let z = x.abs();

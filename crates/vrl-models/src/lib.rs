@@ -19,13 +19,19 @@
 //! assert!(create("resnet9000", &vs.root(), &ModelArgs::default()).is_err());
 //! ```
 
+pub mod convnext;
 pub mod layers;
+pub mod mlp_mixer;
 mod mnist_cnn;
+pub mod vision_transformer;
 pub mod weights;
 
+pub use convnext::ConvNext;
+pub use mlp_mixer::MlpMixer;
 pub use mnist_cnn::MnistCnn;
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
+pub use vision_transformer::VisionTransformer;
 
 /// Errors of the model zoo.
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +133,56 @@ pub struct Entry {
 }
 
 /// Every model, by name.
-pub const REGISTRY: &[Entry] = &[Entry {
-    name: "mnist_cnn",
-    family: "mnist_cnn",
-    description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
-    build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
-}];
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "mnist_cnn",
+        family: "mnist_cnn",
+        description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
+        build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
+    },
+    Entry {
+        name: "vit_tiny_patch16_224",
+        family: "vision_transformer",
+        description: "ViT-Ti/16: 12 blocks, width 192, 3 heads, 224x224",
+        build: |p, a| Ok(Box::new(VisionTransformer::named(p, "vit_tiny_patch16_224", a)?)),
+    },
+    Entry {
+        name: "vit_small_patch16_224",
+        family: "vision_transformer",
+        description: "ViT-S/16: 12 blocks, width 384, 6 heads, 224x224",
+        build: |p, a| Ok(Box::new(VisionTransformer::named(p, "vit_small_patch16_224", a)?)),
+    },
+    Entry {
+        name: "deit_small_patch16_224",
+        family: "vision_transformer",
+        description: "DeiT-S: the ViT-S/16 network (DeiT training recipe), 224x224",
+        build: |p, a| Ok(Box::new(VisionTransformer::named(p, "deit_small_patch16_224", a)?)),
+    },
+    Entry {
+        name: "mixer_s16_224",
+        family: "mlp_mixer",
+        description: "MLP-Mixer S/16: 8 blocks, width 512, 224x224",
+        build: |p, a| Ok(Box::new(MlpMixer::named(p, "mixer_s16_224", a)?)),
+    },
+    Entry {
+        name: "convnext_tiny",
+        family: "convnext",
+        description: "ConvNeXt-T: depths 3-3-9-3, widths 96-768, layer scale",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnext_tiny", a)?)),
+    },
+    Entry {
+        name: "convnextv2_tiny",
+        family: "convnext",
+        description: "ConvNeXt V2-T: depths 3-3-9-3, widths 96-768, GRN",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnextv2_tiny", a)?)),
+    },
+    Entry {
+        name: "convnextv2_atto",
+        family: "convnext",
+        description: "ConvNeXt V2-Atto: depths 2-2-6-2, widths 40-320, GRN, 1x1-conv MLP",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnextv2_atto", a)?)),
+    },
+];
 
 /// Creates model `name` under `path`.
 pub fn create(name: &str, path: &nn::Path, args: &ModelArgs) -> Result<Box<dyn Model>, ModelError> {
