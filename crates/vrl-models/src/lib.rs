@@ -21,9 +21,11 @@
 
 pub mod layers;
 mod mnist_cnn;
+mod resnet;
 pub mod weights;
 
 pub use mnist_cnn::MnistCnn;
+pub use resnet::{BlockKind, ResNet, ResNetConfig};
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
@@ -93,6 +95,50 @@ impl ModelArgs {
     pub fn drop_path_rate(&self) -> f64 {
         self.drop_path_rate.unwrap_or(0.0)
     }
+
+    /// [`ModelError::BadArgs`] naming `num_classes`, `in_chans` or `img_size` if not positive, or
+    /// `drop_rate` or `drop_path_rate` if outside `[0, 1)`.
+    pub fn check_ranges(&self, model: &str) -> Result<(), ModelError> {
+        let bad = |message: String| Err(ModelError::BadArgs { model: model.to_string(), message });
+        for (name, value) in
+            [("num_classes", self.num_classes), ("in_chans", self.in_chans), ("img_size", self.img_size)]
+        {
+            if let Some(v) = value.filter(|&v| v <= 0) {
+                return bad(format!("`{name}` must be positive, got {v}"));
+            }
+        }
+        for (name, value) in [("drop_rate", self.drop_rate), ("drop_path_rate", self.drop_path_rate)] {
+            if let Some(v) = value.filter(|v| !(0.0..1.0).contains(v)) {
+                return bad(format!("`{name}` must be in [0, 1), got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ModelError::BadArgs`] naming the first argument that is set but not among `supported`
+    /// (field names), so that an argument a family has no use for is an error rather than ignored.
+    pub fn check_supported(&self, model: &str, supported: &[&str]) -> Result<(), ModelError> {
+        let set = [
+            ("num_classes", self.num_classes.is_some()),
+            ("in_chans", self.in_chans.is_some()),
+            ("img_size", self.img_size.is_some()),
+            ("patch_size", self.patch_size.is_some()),
+            ("drop_rate", self.drop_rate.is_some()),
+            ("drop_path_rate", self.drop_path_rate.is_some()),
+            ("depths", self.depths.is_some()),
+            ("widths", self.widths.is_some()),
+            ("num_heads", self.num_heads.is_some()),
+            ("mlp_ratio", self.mlp_ratio.is_some()),
+            ("cifar_stem", self.cifar_stem.is_some()),
+        ];
+        match set.iter().find(|(name, is_set)| *is_set && !supported.contains(name)) {
+            Some((name, _)) => Err(ModelError::BadArgs {
+                model: model.to_string(),
+                message: format!("`{name}` does not apply to this model (it takes {})", supported.join(", ")),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A classification network.
@@ -127,12 +173,26 @@ pub struct Entry {
 }
 
 /// Every model, by name.
-pub const REGISTRY: &[Entry] = &[Entry {
-    name: "mnist_cnn",
-    family: "mnist_cnn",
-    description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
-    build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
-}];
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "mnist_cnn",
+        family: "mnist_cnn",
+        description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
+        build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
+    },
+    Entry {
+        name: "resnet18",
+        family: "resnet",
+        description: "ResNet-18: basic blocks, depths 2-2-2-2 (He et al., 2016)",
+        build: |p, a| Ok(Box::new(ResNet::new(p, &ResNetConfig::RESNET18, a)?)),
+    },
+    Entry {
+        name: "resnet50",
+        family: "resnet",
+        description: "ResNet-50: bottleneck blocks, depths 3-4-6-3 (He et al., 2016)",
+        build: |p, a| Ok(Box::new(ResNet::new(p, &ResNetConfig::RESNET50, a)?)),
+    },
+];
 
 /// Creates model `name` under `path`.
 pub fn create(name: &str, path: &nn::Path, args: &ModelArgs) -> Result<Box<dyn Model>, ModelError> {
