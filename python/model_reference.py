@@ -79,7 +79,10 @@ def randomize_norms(model):
 
 def run_case(case):
     torch.manual_seed(case.get("seed", 0))
-    model = create(case["timm_name"], case.get("timm_kwargs", {}), case.get("source", "timm"))
+    if "build" in case:  # built through the family's class, for shrinking what create_model cannot
+        model = case["build"]()
+    else:
+        model = create(case["timm_name"], case.get("timm_kwargs", {}), case.get("source", "timm"))
     if "patch" in case:  # a change timm has no option for (e.g. a CIFAR stem), same state-dict keys
         model = case["patch"](model)
     if case.get("randomize_norms"):

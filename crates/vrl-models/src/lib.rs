@@ -22,10 +22,12 @@
 pub mod layers;
 mod mnist_cnn;
 mod resnet;
+mod vgg;
 pub mod weights;
 
 pub use mnist_cnn::MnistCnn;
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
+pub use vgg::{Vgg, VggConfig};
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
@@ -191,6 +193,12 @@ pub const REGISTRY: &[Entry] = &[
         family: "resnet",
         description: "ResNet-50: bottleneck blocks, depths 3-4-6-3 (He et al., 2016)",
         build: |p, a| Ok(Box::new(ResNet::new(p, &ResNetConfig::RESNET50, a)?)),
+    },
+    Entry {
+        name: "vgg13_bn",
+        family: "vgg",
+        description: "VGG-13 with batch norm and timm's convolutional pre-logits (Simonyan & Zisserman, 2015)",
+        build: |p, a| Ok(Box::new(Vgg::new(p, &VggConfig::VGG13_BN, a)?)),
     },
 ];
 
