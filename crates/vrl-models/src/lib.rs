@@ -20,11 +20,13 @@
 //! ```
 
 pub mod layers;
+mod densenet;
 mod mnist_cnn;
 mod resnet;
 mod vgg;
 pub mod weights;
 
+pub use densenet::{DenseNet, DenseNetConfig};
 pub use mnist_cnn::MnistCnn;
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use vgg::{Vgg, VggConfig};
@@ -199,6 +201,12 @@ pub const REGISTRY: &[Entry] = &[
         family: "vgg",
         description: "VGG-13 with batch norm and timm's convolutional pre-logits (Simonyan & Zisserman, 2015)",
         build: |p, a| Ok(Box::new(Vgg::new(p, &VggConfig::VGG13_BN, a)?)),
+    },
+    Entry {
+        name: "densenet121",
+        family: "densenet",
+        description: "DenseNet-121: growth rate 32, dense layers 6-12-24-16 (Huang et al., 2017)",
+        build: |p, a| Ok(Box::new(DenseNet::new(p, &DenseNetConfig::DENSENET121, a)?)),
     },
 ];
 
