@@ -1,7 +1,8 @@
 """Generates the timm reference fixtures of the model zoo (`crates/vrl-models/tests/fixtures/models/`).
 
 For each case of every module in `python/model_cases/` (each defines `CASES`, a list of dicts), it
-builds the timm model (`timm_name` with `timm_kwargs`: small depths and widths, so fixtures stay small)
+builds the timm model (`timm_name` with `timm_kwargs`: small depths and widths, so fixtures stay small;
+or torchvision's for `"source": "torchvision"`, or the case's own `build`; see model_cases/README.md)
 from a fixed seed, runs a seeded input through it in eval mode and in train mode (drop rates 0, so
 both are deterministic), and writes one safetensors file per case with
 

@@ -115,7 +115,10 @@ impl DenseNet {
     /// Builds `config` with `args` under `p`.
     pub fn new(p: &nn::Path, config: &DenseNetConfig, args: &ModelArgs) -> Result<Self, ModelError> {
         let name = config.name;
-        args.check_supported(name, &["num_classes", "in_chans", "img_size", "drop_rate", "depths", "widths"])?;
+        args.check_supported(
+            name,
+            &["num_classes", "in_chans", "img_size", "drop_rate", "depths", "widths"],
+        )?;
         args.check_ranges(name)?;
         let bad = |message: String| ModelError::BadArgs { model: name.to_string(), message };
         let depths = args.depths.clone().unwrap_or_else(|| config.depths.to_vec());
@@ -161,7 +164,11 @@ impl DenseNet {
             p / "classifier",
             c,
             args.num_classes_or(1000),
-            nn::LinearConfig { ws_init: pytorch_default_init(c), bs_init: Some(Init::Const(0.0)), bias: true },
+            nn::LinearConfig {
+                ws_init: pytorch_default_init(c),
+                bs_init: Some(Init::Const(0.0)),
+                bias: true,
+            },
         );
         Ok(DenseNet {
             conv0,

@@ -19,19 +19,21 @@
 //! assert!(create("resnet9000", &vs.root(), &ModelArgs::default()).is_err());
 //! ```
 
-pub mod layers;
+mod alexnet;
 mod densenet;
+pub mod layers;
 mod mnist_cnn;
 mod resnet;
 mod vgg;
 pub mod weights;
 
+pub use alexnet::AlexNet;
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use mnist_cnn::MnistCnn;
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
-pub use vgg::{Vgg, VggConfig};
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
+pub use vgg::{Vgg, VggConfig};
 
 /// Errors of the model zoo.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +209,12 @@ pub const REGISTRY: &[Entry] = &[
         family: "densenet",
         description: "DenseNet-121: growth rate 32, dense layers 6-12-24-16 (Huang et al., 2017)",
         build: |p, a| Ok(Box::new(DenseNet::new(p, &DenseNetConfig::DENSENET121, a)?)),
+    },
+    Entry {
+        name: "alexnet",
+        family: "alexnet",
+        description: "AlexNet as torchvision's (Krizhevsky et al., 2012); timm has none",
+        build: |p, a| Ok(Box::new(AlexNet::new(p, a)?)),
     },
 ];
 

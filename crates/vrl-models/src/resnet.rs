@@ -87,8 +87,13 @@ const KAIMING_FAN_OUT: Init =
     Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
 
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
-    let config =
-        nn::ConvConfig { stride, padding: k / 2, bias: false, ws_init: KAIMING_FAN_OUT, ..Default::default() };
+    let config = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        bias: false,
+        ws_init: KAIMING_FAN_OUT,
+        ..Default::default()
+    };
     nn::conv2d(p, c_in, c_out, k, config)
 }
 

@@ -94,7 +94,9 @@ impl Vgg {
         let depths = args.depths.clone().unwrap_or_else(|| config.depths.to_vec());
         let widths = args.widths.clone().unwrap_or_else(|| WIDTHS.to_vec());
         if depths.is_empty() || depths.iter().any(|&d| d <= 0) {
-            return Err(bad(format!("`depths` must be one or more positive convolution counts, got {depths:?}")));
+            return Err(bad(format!(
+                "`depths` must be one or more positive convolution counts, got {depths:?}"
+            )));
         }
         if widths.len() != depths.len() || widths.iter().any(|&w| w <= 0) {
             return Err(bad(format!(
@@ -257,6 +259,8 @@ mod tests {
         };
         assert!(err(ModelArgs { widths: Some(vec![8]), ..Default::default() }).contains("widths"));
         assert!(err(ModelArgs { mlp_ratio: Some(0.0001), ..Default::default() }).contains("mlp_ratio"));
-        assert!(err(ModelArgs { drop_path_rate: Some(0.1), ..Default::default() }).contains("drop_path_rate"));
+        assert!(
+            err(ModelArgs { drop_path_rate: Some(0.1), ..Default::default() }).contains("drop_path_rate")
+        );
     }
 }
