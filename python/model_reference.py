@@ -1,7 +1,8 @@
 """Generates the timm reference fixtures of the model zoo (`crates/vrl-models/tests/fixtures/models/`).
 
 For each case of every module in `python/model_cases/` (each defines `CASES`, a list of dicts), it
-builds the timm model (`timm_name` with `timm_kwargs`: small depths and widths, so fixtures stay small)
+builds the timm model (`timm_name` with `timm_kwargs`: small depths and widths, so fixtures stay small;
+or torchvision's for `"source": "torchvision"`, or the case's own `build`; see model_cases/README.md)
 from a fixed seed, runs a seeded input through it in eval mode and in train mode (drop rates 0, so
 both are deterministic), and writes one safetensors file per case with
 
@@ -49,20 +50,49 @@ def load_cases():
     return cases
 
 
-def param_count(name, kwargs=None):
-    model = timm.create_model(name, pretrained=False, **(kwargs or {}))
+def create(name, kwargs=None, source="timm"):
+    """timm's model `name`, or torchvision's where `source` is "torchvision" (e.g. AlexNet)."""
+    if source == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, **(kwargs or {}))
+    return timm.create_model(name, pretrained=False, **(kwargs or {}))
+
+
+def param_count(name, kwargs=None, source="timm"):
+    model = create(name, kwargs, source)
     return sum(p.numel() for p in model.parameters())
+
+
+def randomize_norms(model):
+    """Random affine parameters and running statistics for every batch norm, so that fixtures also
+    check branches that timm's init silences (zero-init last BN of residual blocks) and the use of
+    running statistics in eval mode. Draws from the seeded global generator."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.2)
+                m.running_mean.normal_(0.0, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return model
 
 
 def run_case(case):
     torch.manual_seed(case.get("seed", 0))
-    if case.get("timm_class"):
+    if "build" in case:  # built through the family's class, for shrinking what create_model cannot
+        model = case["build"]()
+    elif case.get("timm_class"):
         # Registered names that fix some constructor arguments (e.g. `mixer_s16_224` its patch size
         # and width) cannot be shrunk through create_model: build the family's class directly.
         module_name, cls_name = case["timm_class"].rsplit(".", 1)
         model = getattr(importlib.import_module(module_name), cls_name)(**case.get("timm_kwargs", {}))
     else:
-        model = timm.create_model(case["timm_name"], pretrained=False, **case.get("timm_kwargs", {}))
+        model = create(case["timm_name"], case.get("timm_kwargs", {}), case.get("source", "timm"))
+    if "patch" in case:  # a change timm has no option for (e.g. a CIFAR stem), same state-dict keys
+        model = case["patch"](model)
+    if case.get("randomize_norms"):
+        model = randomize_norms(model)
     if case.get("perturb"):
         # timm initialises some parameters to constants (zero heads, LayerNorm ones/zeros, layer
         # scale 1e-6) that would let a wrong layer go unnoticed: add seeded noise to every parameter.
@@ -84,6 +114,7 @@ def run_case(case):
     meta = {
         "timm": timm.__version__,
         "torch": torch.__version__,
+        "source": case.get("source", "timm"),
         "timm_name": case["timm_name"],
         "timm_kwargs": json.dumps(case.get("timm_kwargs", {})),
         "vrl_model": case["vrl_model"],
@@ -107,7 +138,7 @@ def main():
     for case in cases:
         for name in case.get("count_models", []):
             if not wanted or case["case"] in wanted or name not in counts:
-                counts[name] = param_count(name)
+                counts[name] = param_count(name, source=case.get("source", "timm"))
     counts_path.write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
 
 

@@ -68,6 +68,14 @@ impl BatchNorm2d {
     }
 }
 
+/// PyTorch's default initialisation of `nn.Linear` and `nn.Conv2d` weights and biases (Kaiming-uniform
+/// with a = √5, which comes to uniform on `±1/√fan_in`), for families that keep it (timm's ResNet
+/// classifier, torchvision's AlexNet). `fan_in` is `in_features` or `in_channels / groups × k × k`.
+pub fn pytorch_default_init(fan_in: i64) -> Init {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    Init::Uniform { lo: -bound, up: bound }
+}
+
 /// Stochastic depth (Huang et al., 2016) per sample, as timm's `drop_path`: in training, each sample's
 /// residual branch is zeroed with probability `p` and the survivors are scaled by `1 / (1 − p)`.
 pub fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {

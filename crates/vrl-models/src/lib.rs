@@ -19,18 +19,26 @@
 //! assert!(create("resnet9000", &vs.root(), &ModelArgs::default()).is_err());
 //! ```
 
+mod alexnet;
 pub mod convnext;
+mod densenet;
 pub mod layers;
 pub mod mlp_mixer;
 mod mnist_cnn;
+mod resnet;
+mod vgg;
 pub mod vision_transformer;
 pub mod weights;
 
+pub use alexnet::AlexNet;
 pub use convnext::ConvNext;
+pub use densenet::{DenseNet, DenseNetConfig};
 pub use mlp_mixer::MlpMixer;
 pub use mnist_cnn::MnistCnn;
+pub use resnet::{BlockKind, ResNet, ResNetConfig};
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
+pub use vgg::{Vgg, VggConfig};
 pub use vision_transformer::VisionTransformer;
 
 /// Errors of the model zoo.
@@ -98,6 +106,50 @@ impl ModelArgs {
     /// `drop_path_rate` or 0.
     pub fn drop_path_rate(&self) -> f64 {
         self.drop_path_rate.unwrap_or(0.0)
+    }
+
+    /// [`ModelError::BadArgs`] naming `num_classes`, `in_chans` or `img_size` if not positive, or
+    /// `drop_rate` or `drop_path_rate` if outside `[0, 1)`.
+    pub fn check_ranges(&self, model: &str) -> Result<(), ModelError> {
+        let bad = |message: String| Err(ModelError::BadArgs { model: model.to_string(), message });
+        for (name, value) in
+            [("num_classes", self.num_classes), ("in_chans", self.in_chans), ("img_size", self.img_size)]
+        {
+            if let Some(v) = value.filter(|&v| v <= 0) {
+                return bad(format!("`{name}` must be positive, got {v}"));
+            }
+        }
+        for (name, value) in [("drop_rate", self.drop_rate), ("drop_path_rate", self.drop_path_rate)] {
+            if let Some(v) = value.filter(|v| !(0.0..1.0).contains(v)) {
+                return bad(format!("`{name}` must be in [0, 1), got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ModelError::BadArgs`] naming the first argument that is set but not among `supported`
+    /// (field names), so that an argument a family has no use for is an error rather than ignored.
+    pub fn check_supported(&self, model: &str, supported: &[&str]) -> Result<(), ModelError> {
+        let set = [
+            ("num_classes", self.num_classes.is_some()),
+            ("in_chans", self.in_chans.is_some()),
+            ("img_size", self.img_size.is_some()),
+            ("patch_size", self.patch_size.is_some()),
+            ("drop_rate", self.drop_rate.is_some()),
+            ("drop_path_rate", self.drop_path_rate.is_some()),
+            ("depths", self.depths.is_some()),
+            ("widths", self.widths.is_some()),
+            ("num_heads", self.num_heads.is_some()),
+            ("mlp_ratio", self.mlp_ratio.is_some()),
+            ("cifar_stem", self.cifar_stem.is_some()),
+        ];
+        match set.iter().find(|(name, is_set)| *is_set && !supported.contains(name)) {
+            Some((name, _)) => Err(ModelError::BadArgs {
+                model: model.to_string(),
+                message: format!("`{name}` does not apply to this model (it takes {})", supported.join(", ")),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -181,6 +233,36 @@ pub const REGISTRY: &[Entry] = &[
         family: "convnext",
         description: "ConvNeXt V2-Atto: depths 2-2-6-2, widths 40-320, GRN, 1x1-conv MLP",
         build: |p, a| Ok(Box::new(ConvNext::named(p, "convnextv2_atto", a)?)),
+    },
+    Entry {
+        name: "resnet18",
+        family: "resnet",
+        description: "ResNet-18: basic blocks, depths 2-2-2-2 (He et al., 2016)",
+        build: |p, a| Ok(Box::new(ResNet::new(p, &ResNetConfig::RESNET18, a)?)),
+    },
+    Entry {
+        name: "resnet50",
+        family: "resnet",
+        description: "ResNet-50: bottleneck blocks, depths 3-4-6-3 (He et al., 2016)",
+        build: |p, a| Ok(Box::new(ResNet::new(p, &ResNetConfig::RESNET50, a)?)),
+    },
+    Entry {
+        name: "vgg13_bn",
+        family: "vgg",
+        description: "VGG-13 with batch norm and timm's convolutional pre-logits (Simonyan & Zisserman, 2015)",
+        build: |p, a| Ok(Box::new(Vgg::new(p, &VggConfig::VGG13_BN, a)?)),
+    },
+    Entry {
+        name: "densenet121",
+        family: "densenet",
+        description: "DenseNet-121: growth rate 32, dense layers 6-12-24-16 (Huang et al., 2017)",
+        build: |p, a| Ok(Box::new(DenseNet::new(p, &DenseNetConfig::DENSENET121, a)?)),
+    },
+    Entry {
+        name: "alexnet",
+        family: "alexnet",
+        description: "AlexNet as torchvision's (Krizhevsky et al., 2012); timm has none",
+        build: |p, a| Ok(Box::new(AlexNet::new(p, a)?)),
     },
 ];
 
