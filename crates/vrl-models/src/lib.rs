@@ -19,10 +19,12 @@
 //! assert!(create("resnet9000", &vs.root(), &ModelArgs::default()).is_err());
 //! ```
 
+mod efficientnet;
 pub mod layers;
 mod mnist_cnn;
 pub mod weights;
 
+pub use efficientnet::{Activation, EfficientNet, EfficientNetArch, HeadWidth};
 pub use mnist_cnn::MnistCnn;
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
@@ -74,6 +76,13 @@ pub struct ModelArgs {
     pub mlp_ratio: Option<f64>,
     /// Replace the stem by a CIFAR stem (3×3 stride-1 convolution, no early down-sampling) for 32×32 images.
     pub cifar_stem: Option<bool>,
+    /// Channel (width) multiplier of families scaled by multipliers rather than explicit widths (timm's
+    /// `channel_multiplier` of the EfficientNet builder: every channel count is multiplied and rounded
+    /// to a multiple of 8). Default 1 for the registered `_100` / `b0` models.
+    pub width_multiplier: Option<f64>,
+    /// Depth multiplier of families scaled by multipliers (timm's `depth_multiplier`: each stage's
+    /// block count is multiplied and rounded up). Default 1.
+    pub depth_multiplier: Option<f64>,
 }
 
 impl ModelArgs {
@@ -127,12 +136,26 @@ pub struct Entry {
 }
 
 /// Every model, by name.
-pub const REGISTRY: &[Entry] = &[Entry {
-    name: "mnist_cnn",
-    family: "mnist_cnn",
-    description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
-    build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
-}];
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "mnist_cnn",
+        family: "mnist_cnn",
+        description: "two conv-BN-ReLU-pool stages and a linear classifier, for 28x28 digits",
+        build: |p, a| Ok(Box::new(MnistCnn::new(p, a)?)),
+    },
+    Entry {
+        name: "mobilenetv2_100",
+        family: "efficientnet",
+        description: "MobileNetV2 (Sandler et al., 2018), width 1.0: inverted residuals, ReLU6",
+        build: |p, a| Ok(Box::new(EfficientNet::new(p, &EfficientNetArch::MOBILENETV2_100, a)?)),
+    },
+    Entry {
+        name: "efficientnet_b0",
+        family: "efficientnet",
+        description: "EfficientNet-B0 (Tan & Le, 2019): MBConv blocks with squeeze-excitation, SiLU",
+        build: |p, a| Ok(Box::new(EfficientNet::new(p, &EfficientNetArch::EFFICIENTNET_B0, a)?)),
+    },
+];
 
 /// Creates model `name` under `path`.
 pub fn create(name: &str, path: &nn::Path, args: &ModelArgs) -> Result<Box<dyn Model>, ModelError> {
