@@ -22,10 +22,12 @@
 mod efficientnet;
 pub mod layers;
 mod mnist_cnn;
+mod repvgg;
 pub mod weights;
 
 pub use efficientnet::{Activation, EfficientNet, EfficientNetArch, HeadWidth};
 pub use mnist_cnn::MnistCnn;
+pub use repvgg::RepVgg;
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
@@ -154,6 +156,12 @@ pub const REGISTRY: &[Entry] = &[
         family: "efficientnet",
         description: "EfficientNet-B0 (Tan & Le, 2019): MBConv blocks with squeeze-excitation, SiLU",
         build: |p, a| Ok(Box::new(EfficientNet::new(p, &EfficientNetArch::EFFICIENTNET_B0, a)?)),
+    },
+    Entry {
+        name: "repvgg_a1",
+        family: "repvgg",
+        description: "RepVGG-A1 (Ding et al., 2021): 3x3 blocks with 1x1 and identity branches for training",
+        build: |p, a| Ok(Box::new(RepVgg::new(p, a)?)),
     },
 ];
 
