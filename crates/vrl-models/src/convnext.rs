@@ -96,6 +96,8 @@ impl ConvNextConfig {
             ("num_heads", args.num_heads.is_some()),
             ("mlp_ratio", args.mlp_ratio.is_some()),
             ("cifar_stem", args.cifar_stem == Some(true)),
+            ("width_multiplier", args.width_multiplier.is_some()),
+            ("depth_multiplier", args.depth_multiplier.is_some()),
         ] {
             if given {
                 return Err(bad(format!("`{what}` does not apply to timm's ConvNeXt")));

@@ -22,9 +22,11 @@
 mod alexnet;
 pub mod convnext;
 mod densenet;
+mod efficientnet;
 pub mod layers;
 pub mod mlp_mixer;
 mod mnist_cnn;
+mod repvgg;
 mod resnet;
 mod vgg;
 pub mod vision_transformer;
@@ -33,8 +35,10 @@ pub mod weights;
 pub use alexnet::AlexNet;
 pub use convnext::ConvNext;
 pub use densenet::{DenseNet, DenseNetConfig};
+pub use efficientnet::{Activation, EfficientNet, EfficientNetArch, HeadWidth};
 pub use mlp_mixer::MlpMixer;
 pub use mnist_cnn::MnistCnn;
+pub use repvgg::RepVgg;
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
@@ -88,6 +92,13 @@ pub struct ModelArgs {
     pub mlp_ratio: Option<f64>,
     /// Replace the stem by a CIFAR stem (3×3 stride-1 convolution, no early down-sampling) for 32×32 images.
     pub cifar_stem: Option<bool>,
+    /// Channel (width) multiplier of families scaled by multipliers rather than explicit widths (timm's
+    /// `channel_multiplier` of the EfficientNet builder: every channel count is multiplied and rounded
+    /// to a multiple of 8). Default 1 for the registered `_100` / `b0` models.
+    pub width_multiplier: Option<f64>,
+    /// Depth multiplier of families scaled by multipliers (timm's `depth_multiplier`: each stage's
+    /// block count is multiplied and rounded up). Default 1.
+    pub depth_multiplier: Option<f64>,
 }
 
 impl ModelArgs {
@@ -142,6 +153,8 @@ impl ModelArgs {
             ("num_heads", self.num_heads.is_some()),
             ("mlp_ratio", self.mlp_ratio.is_some()),
             ("cifar_stem", self.cifar_stem.is_some()),
+            ("width_multiplier", self.width_multiplier.is_some()),
+            ("depth_multiplier", self.depth_multiplier.is_some()),
         ];
         match set.iter().find(|(name, is_set)| *is_set && !supported.contains(name)) {
             Some((name, _)) => Err(ModelError::BadArgs {
@@ -263,6 +276,24 @@ pub const REGISTRY: &[Entry] = &[
         family: "alexnet",
         description: "AlexNet as torchvision's (Krizhevsky et al., 2012); timm has none",
         build: |p, a| Ok(Box::new(AlexNet::new(p, a)?)),
+    },
+    Entry {
+        name: "mobilenetv2_100",
+        family: "efficientnet",
+        description: "MobileNetV2 (Sandler et al., 2018), width 1.0: inverted residuals, ReLU6",
+        build: |p, a| Ok(Box::new(EfficientNet::new(p, &EfficientNetArch::MOBILENETV2_100, a)?)),
+    },
+    Entry {
+        name: "efficientnet_b0",
+        family: "efficientnet",
+        description: "EfficientNet-B0 (Tan & Le, 2019): MBConv blocks with squeeze-excitation, SiLU",
+        build: |p, a| Ok(Box::new(EfficientNet::new(p, &EfficientNetArch::EFFICIENTNET_B0, a)?)),
+    },
+    Entry {
+        name: "repvgg_a1",
+        family: "repvgg",
+        description: "RepVGG-A1 (Ding et al., 2021): 3x3 blocks with 1x1 and identity branches for training",
+        build: |p, a| Ok(Box::new(RepVgg::new(p, a)?)),
     },
 ];
 

@@ -85,6 +85,22 @@ impl MixerConfig {
         if args.cifar_stem == Some(true) {
             return Err(bad("`cifar_stem` does not apply to an MLP-Mixer (set `patch_size` instead)".into()));
         }
+        args.check_supported(
+            model,
+            &[
+                "num_classes",
+                "in_chans",
+                "img_size",
+                "patch_size",
+                "drop_rate",
+                "drop_path_rate",
+                "depths",
+                "widths",
+                "mlp_ratio",
+                "num_heads",
+                "cifar_stem",
+            ],
+        )?;
         self.num_blocks = single(&args.depths, "depths")?.unwrap_or(self.num_blocks);
         self.embed_dim = single(&args.widths, "widths")?.unwrap_or(self.embed_dim);
         self.num_classes = args.num_classes_or(self.num_classes);

@@ -31,6 +31,7 @@ impl MnistCnn {
         let (num_classes, in_chans, img_size) =
             (args.num_classes_or(10), args.in_chans.unwrap_or(1), args.img_size.unwrap_or(28));
         let bad = |message: String| ModelError::BadArgs { model: "mnist_cnn".into(), message };
+        args.check_supported("mnist_cnn", &["num_classes", "in_chans", "img_size", "drop_rate", "widths"])?;
         let [w1, w2] = widths[..] else {
             return Err(bad(format!("`widths` must have 2 entries, got {widths:?}")));
         };

@@ -97,6 +97,22 @@ impl VitConfig {
         if args.cifar_stem == Some(true) {
             return Err(bad("`cifar_stem` does not apply to a ViT (set `patch_size` instead)".into()));
         }
+        args.check_supported(
+            model,
+            &[
+                "num_classes",
+                "in_chans",
+                "img_size",
+                "patch_size",
+                "drop_rate",
+                "drop_path_rate",
+                "depths",
+                "widths",
+                "num_heads",
+                "mlp_ratio",
+                "cifar_stem",
+            ],
+        )?;
         self.depth = single(&args.depths, "depths")?.unwrap_or(self.depth);
         self.embed_dim = single(&args.widths, "widths")?.unwrap_or(self.embed_dim);
         self.num_heads = single(&args.num_heads, "num_heads")?.unwrap_or(self.num_heads);
