@@ -42,10 +42,10 @@ pub struct ForwardArgs {
 pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::List => {
-            println!("{:<28} {:<12} {:>12}  description", "model", "family", "parameters");
+            println!("{:<28} {:<20} {:>12}  description", "model", "family", "parameters");
             for entry in REGISTRY {
                 let params = vrl_models::num_params(entry.name, &ModelArgs::default())?;
-                println!("{:<28} {:<12} {:>12}  {}", entry.name, entry.family, params, entry.description);
+                println!("{:<28} {:<20} {:>12}  {}", entry.name, entry.family, params, entry.description);
             }
             Ok(ExitCode::SUCCESS)
         }
