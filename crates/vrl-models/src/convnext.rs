@@ -98,6 +98,7 @@ impl ConvNextConfig {
             ("cifar_stem", args.cifar_stem == Some(true)),
             ("width_multiplier", args.width_multiplier.is_some()),
             ("depth_multiplier", args.depth_multiplier.is_some()),
+            ("window_size", args.window_size.is_some()),
         ] {
             if given {
                 return Err(bad(format!("`{what}` does not apply to timm's ConvNeXt")));

@@ -331,6 +331,7 @@ impl EfficientNet {
             (args.num_heads.is_some(), "num_heads"),
             (args.mlp_ratio.is_some(), "mlp_ratio"),
             (args.patch_size.is_some(), "patch_size"),
+            (args.window_size.is_some(), "window_size"),
         ] {
             if set {
                 return Err(bad(format!(

@@ -28,6 +28,7 @@ pub mod mlp_mixer;
 mod mnist_cnn;
 mod repvgg;
 mod resnet;
+pub mod swin_transformer;
 mod vgg;
 pub mod vision_transformer;
 pub mod weights;
@@ -41,6 +42,7 @@ pub use mnist_cnn::MnistCnn;
 pub use repvgg::RepVgg;
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 use serde::{Deserialize, Serialize};
+pub use swin_transformer::SwinTransformer;
 use tch::{Tensor, nn};
 pub use vgg::{Vgg, VggConfig};
 pub use vision_transformer::VisionTransformer;
@@ -99,6 +101,9 @@ pub struct ModelArgs {
     /// Depth multiplier of families scaled by multipliers (timm's `depth_multiplier`: each stage's
     /// block count is multiplied and rounded up). Default 1.
     pub depth_multiplier: Option<f64>,
+    /// Side of the square attention windows of window-attention families (timm's `window_size`;
+    /// Swin's default 7). Each stage clamps it to its feature map when that is smaller.
+    pub window_size: Option<i64>,
 }
 
 impl ModelArgs {
@@ -155,6 +160,7 @@ impl ModelArgs {
             ("cifar_stem", self.cifar_stem.is_some()),
             ("width_multiplier", self.width_multiplier.is_some()),
             ("depth_multiplier", self.depth_multiplier.is_some()),
+            ("window_size", self.window_size.is_some()),
         ];
         match set.iter().find(|(name, is_set)| *is_set && !supported.contains(name)) {
             Some((name, _)) => Err(ModelError::BadArgs {
@@ -294,6 +300,12 @@ pub const REGISTRY: &[Entry] = &[
         family: "repvgg",
         description: "RepVGG-A1 (Ding et al., 2021): 3x3 blocks with 1x1 and identity branches for training",
         build: |p, a| Ok(Box::new(RepVgg::new(p, a)?)),
+    },
+    Entry {
+        name: "swin_tiny_patch4_window7_224",
+        family: "swin_transformer",
+        description: "Swin-T (Liu et al., 2021): shifted 7x7 windows, depths 2-2-6-2, width 96, 224x224",
+        build: |p, a| Ok(Box::new(SwinTransformer::named(p, "swin_tiny_patch4_window7_224", a)?)),
     },
 ];
 

@@ -193,6 +193,7 @@ impl RepVgg {
             (args.patch_size.is_some(), "patch_size"),
             (args.width_multiplier.is_some(), "width_multiplier"),
             (args.depth_multiplier.is_some(), "depth_multiplier"),
+            (args.window_size.is_some(), "window_size"),
         ] {
             if set {
                 return Err(bad(format!("`{name}` does not apply; use `depths` and `widths`")));
