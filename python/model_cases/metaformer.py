@@ -50,7 +50,11 @@ def caformer(**kwargs):
 
 def random_mixing(num_tokens):
     """RandomMixing over `num_tokens` tokens as a class (timm's stage checks `issubclass`)."""
-    return type(f"RandomMixing{num_tokens}", (RandomMixing,), {"__init__": lambda self, **kw: RandomMixing.__init__(self, num_tokens)})
+
+    def init(self, **kwargs):
+        RandomMixing.__init__(self, num_tokens)
+
+    return type(f"RandomMixing{num_tokens}", (RandomMixing,), {"__init__": init})
 
 
 def s12_baseline(token_mixers, **kwargs):
@@ -96,7 +100,9 @@ CASES = [
         "case": "identityformer_s12_small",
         "timm_name": "identityformer_s12",
         "timm_kwargs": dict(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), num_classes=4),
-        "build": lambda: s12_baseline(torch.nn.Identity, depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), num_classes=4),
+        "build": lambda: s12_baseline(
+            torch.nn.Identity, depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), num_classes=4
+        ),
         "vrl_model": "identityformer_s12",
         "vrl_args": dict(depths=[1, 2, 1, 1], widths=[8, 16, 24, 32], num_classes=4),
         "input_shape": (2, 3, 32, 32),
