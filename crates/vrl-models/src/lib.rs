@@ -24,6 +24,7 @@ pub mod convnext;
 mod densenet;
 mod efficientnet;
 pub mod layers;
+pub mod metaformer;
 pub mod mlp_mixer;
 mod mnist_cnn;
 mod repvgg;
@@ -37,6 +38,7 @@ pub use alexnet::AlexNet;
 pub use convnext::ConvNext;
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use efficientnet::{Activation, EfficientNet, EfficientNetArch, HeadWidth};
+pub use metaformer::MetaFormer;
 pub use mlp_mixer::MlpMixer;
 pub use mnist_cnn::MnistCnn;
 pub use repvgg::RepVgg;
@@ -306,6 +308,36 @@ pub const REGISTRY: &[Entry] = &[
         family: "swin_transformer",
         description: "Swin-T (Liu et al., 2021): shifted 7x7 windows, depths 2-2-6-2, width 96, 224x224",
         build: |p, a| Ok(Box::new(SwinTransformer::named(p, "swin_tiny_patch4_window7_224", a)?)),
+    },
+    Entry {
+        name: "poolformerv2_s12",
+        family: "metaformer",
+        description: "PoolFormerV2-S12 (Yu et al., 2022): pooling token mixer, StarReLU MLP, depths 2-2-6-2",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "poolformerv2_s12", a)?)),
+    },
+    Entry {
+        name: "convformer_s18",
+        family: "metaformer",
+        description: "ConvFormer-S18 (Yu et al., 2022): separable-conv token mixer, depths 3-3-9-3, MLP head",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "convformer_s18", a)?)),
+    },
+    Entry {
+        name: "caformer_s18",
+        family: "metaformer",
+        description: "CAFormer-S18 (Yu et al., 2022): separable conv in stages 0-1, attention in 2-3, MLP head",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "caformer_s18", a)?)),
+    },
+    Entry {
+        name: "identityformer_s12",
+        family: "metaformer",
+        description: "IdentityFormer-S12 (Yu et al., 2022): identity token mixer; not in timm",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "identityformer_s12", a)?)),
+    },
+    Entry {
+        name: "randformer_s12",
+        family: "metaformer",
+        description: "RandFormer-S12 (Yu et al., 2022): frozen random token mixing in stages 2-3; not in timm",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "randformer_s12", a)?)),
     },
 ];
 

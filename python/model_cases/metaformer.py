@@ -1,0 +1,128 @@
+"""timm's MetaFormer baselines (PoolFormerV2, ConvFormer, CAFormer) in small configurations, and the
+paper's IdentityFormer and RandFormer, which timm does not register, built through timm's `MetaFormer`
+class with the paper's token mixers (perturbed: timm initialises residual scales and StarReLU scales
+to 1, biases and StarReLU shifts to 0, norms to 1, which would let a wrong layer go unnoticed)."""
+
+import torch
+from timm.models.metaformer import (
+    Attention,
+    GroupNorm1NoBias,
+    LayerNorm2dNoBias,
+    LayerNormNoBias,
+    MetaFormer,
+    SepConv,
+)
+
+
+class RandomMixing(torch.nn.Module):
+    """RandFormer's token mixer (Yu et al., 2022; sail-sg/metaformer `metaformer_baselines.py`): a frozen
+    `softmax(rand(N, N))` mixing the N tokens, here on timm's `[B, C, H, W]` layout."""
+
+    def __init__(self, num_tokens=196, **kwargs):
+        super().__init__()
+        self.random_matrix = torch.nn.Parameter(
+            torch.softmax(torch.rand(num_tokens, num_tokens), dim=-1), requires_grad=False
+        )
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        x = torch.einsum("mn, bcn -> bcm", self.random_matrix, x.reshape(b, c, h * w))
+        return x.reshape(b, c, h, w)
+
+
+# timm's registered constructors fix depths and dims, so the small cases build the class with the
+# arguments of `poolformerv2_s12`, `convformer_s18` and `caformer_s18` (timm 1.0.31).
+def poolformerv2(**kwargs):
+    return MetaFormer(norm_layers=GroupNorm1NoBias, use_mlp_head=False, **kwargs)
+
+
+def convformer(**kwargs):
+    return MetaFormer(token_mixers=SepConv, norm_layers=LayerNorm2dNoBias, **kwargs)
+
+
+def caformer(**kwargs):
+    return MetaFormer(
+        token_mixers=[SepConv, SepConv, Attention, Attention],
+        norm_layers=[LayerNorm2dNoBias] * 2 + [LayerNormNoBias] * 2,
+        **kwargs,
+    )
+
+
+def random_mixing(num_tokens):
+    """RandomMixing over `num_tokens` tokens as a class (timm's stage checks `issubclass`)."""
+
+    def init(self, **kwargs):
+        RandomMixing.__init__(self, num_tokens)
+
+    return type(f"RandomMixing{num_tokens}", (RandomMixing,), {"__init__": init})
+
+
+def s12_baseline(token_mixers, **kwargs):
+    """The PoolFormerV2-S12 network (timm's `poolformerv2_s12` arguments) with other token mixers."""
+    return MetaFormer(token_mixers=token_mixers, norm_layers=GroupNorm1NoBias, use_mlp_head=False, **kwargs)
+
+
+CASES = [
+    {
+        "case": "poolformerv2_s12_small",
+        "timm_name": "poolformerv2_s12",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), num_classes=5),
+        "build": lambda: poolformerv2(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), num_classes=5),
+        "vrl_model": "poolformerv2_s12",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 24, 32], num_classes=5),
+        "input_shape": (2, 3, 32, 32),
+        "perturb": 0.05,
+        "count_models": ["poolformerv2_s12", "convformer_s18", "caformer_s18"],
+    },
+    {
+        # widths 16 → 16: timm has no down-sampling where the width stays.
+        "case": "convformer_s18_gray",
+        "timm_name": "convformer_s18",
+        "timm_kwargs": dict(depths=(1, 1, 1, 2), dims=(8, 16, 16, 24), in_chans=1, num_classes=6),
+        "build": lambda: convformer(depths=(1, 1, 1, 2), dims=(8, 16, 16, 24), in_chans=1, num_classes=6),
+        "vrl_model": "convformer_s18",
+        "vrl_args": dict(depths=[1, 1, 1, 2], widths=[8, 16, 16, 24], in_chans=1, num_classes=6),
+        "input_shape": (2, 1, 48, 48),
+        "perturb": 0.05,
+    },
+    {
+        "case": "caformer_s18_small",
+        "timm_name": "caformer_s18",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), num_classes=7),
+        "build": lambda: caformer(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), num_classes=7),
+        "vrl_model": "caformer_s18",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 32, 64], num_classes=7),
+        "input_shape": (2, 3, 64, 64),
+        "perturb": 0.05,
+    },
+    {
+        # Not registered in timm: timm's MetaFormer class with the identity as token mixer.
+        "case": "identityformer_s12_small",
+        "timm_name": "identityformer_s12",
+        "timm_kwargs": dict(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), num_classes=4),
+        "build": lambda: s12_baseline(
+            torch.nn.Identity, depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), num_classes=4
+        ),
+        "vrl_model": "identityformer_s12",
+        "vrl_args": dict(depths=[1, 2, 1, 1], widths=[8, 16, 24, 32], num_classes=4),
+        "input_shape": (2, 3, 32, 32),
+        "perturb": 0.05,
+    },
+    {
+        # Not registered in timm: timm's MetaFormer class with the paper's RandomMixing in stages 2-3
+        # (64×64 input: 4×4 and 2×2 maps there, so 16 and 4 tokens).
+        "case": "randformer_s12_small",
+        "timm_name": "randformer_s12",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), num_classes=3, img_size=64),
+        "build": lambda: s12_baseline(
+            [torch.nn.Identity, torch.nn.Identity, random_mixing(16), random_mixing(4)],
+            depths=(1, 1, 2, 1),
+            dims=(8, 16, 24, 32),
+            num_classes=3,
+        ),
+        "vrl_model": "randformer_s12",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 24, 32], num_classes=3, img_size=64),
+        "input_shape": (2, 3, 64, 64),
+        "perturb": 0.05,
+    },
+]
