@@ -176,3 +176,33 @@ pub fn load_with_head(
     }
     Ok(skipped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ModelArgs, create};
+    use tch::{Device, nn};
+
+    #[test]
+    fn another_num_classes_reinitialises_only_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = create("mnist_cnn", &vs.root(), &ModelArgs::default()).unwrap();
+        let saved: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        save_safetensors(&path, &saved).unwrap();
+        let (tensors, _) = load_safetensors(&path).unwrap();
+
+        let vs3 = nn::VarStore::new(Device::Cpu);
+        let three = ModelArgs { num_classes: Some(3), ..Default::default() };
+        create("mnist_cnn", &vs3.root(), &three).unwrap();
+        let err = load_into_varstore(&vs3, &tensors, &path).unwrap_err().to_string();
+        assert!(err.contains("shape mismatch: fc.weight: file [10, 3136], model [3, 3136]"), "{err}");
+        let mut skipped = load_with_head(&vs3, &tensors, &path, model.head_prefixes()).unwrap();
+        skipped.sort();
+        assert_eq!(skipped, ["fc.bias", "fc.weight"]);
+        let v = vs3.variables();
+        assert!(v["conv2.weight"].equal(&tensors["conv2.weight"]));
+        assert_eq!(v["fc.weight"].size(), [3, 3136]);
+    }
+}
