@@ -1,4 +1,5 @@
-"""Reference trajectories of `torch.optim.SGD` and `torch.optim.AdamW` for vrl-optim's tests.
+"""Reference trajectories of `torch.optim` optimizers (SGD, AdamW, Adam, RMSprop, Adagrad, Adadelta,
+Adamax, NAdam, RAdam) for vrl-optim's tests.
 
 Run from the repository root (needs only torch):
 
@@ -51,19 +52,50 @@ CASES = [
     ("sgd_nesterov_wd", "sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
     ("adamw_defaults", "adamw", {"lr": 1e-2}),
     ("adamw_custom", "adamw", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}),
+    ("adam_defaults", "adam", {"lr": 1e-2}),
+    ("adam_amsgrad_wd", "adam", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1,
+                                 "amsgrad": True}),
+    ("rmsprop_defaults", "rmsprop", {"lr": 1e-2}),
+    ("rmsprop_centered_momentum_wd", "rmsprop", {"lr": 1e-2, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.1,
+                                                 "momentum": 0.9, "centered": True}),
+    ("rmsprop_momentum", "rmsprop", {"lr": 1e-2, "momentum": 0.5}),
+    ("adagrad_defaults", "adagrad", {"lr": 0.1}),
+    ("adagrad_custom", "adagrad", {"lr": 0.1, "lr_decay": 0.05, "weight_decay": 0.1,
+                                   "initial_accumulator_value": 0.1, "eps": 1e-8}),
+    ("adadelta_defaults", "adadelta", {"lr": 1.0}),
+    ("adadelta_custom", "adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-5, "weight_decay": 0.1}),
+    ("adamax_defaults", "adamax", {"lr": 1e-2}),
+    ("adamax_custom", "adamax", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}),
+    ("nadam_defaults", "nadam", {"lr": 1e-2}),
+    ("nadam_custom", "nadam", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1,
+                               "momentum_decay": 1e-2}),
+    ("nadam_decoupled", "nadam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("radam_defaults", "radam", {"lr": 1e-2}),
+    ("radam_custom", "radam", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}),
+    ("radam_decoupled", "radam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}),
 ]
+
+CLASSES = {
+    "sgd": torch.optim.SGD,
+    "adamw": torch.optim.AdamW,
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta,
+    "adamax": torch.optim.Adamax,
+    "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam,
+}
 
 
 def make_optimizer(optimizer, hparams, params):
     """The torch optimizer, with weight decay on parameters of two or more dimensions only."""
     h = dict(hparams)
-    if optimizer == "sgd":
-        h.setdefault("weight_decay", 0.0)
-        cls = torch.optim.SGD
-    else:
-        h.setdefault("weight_decay", 1e-2)  # torch's (and vrl's) AdamW default
-        h["betas"] = tuple(h.get("betas", (0.9, 0.999)))
-        cls = torch.optim.AdamW
+    # torch's (and vrl's) defaults: 1e-2 for AdamW, none for the others.
+    h.setdefault("weight_decay", 1e-2 if optimizer == "adamw" else 0.0)
+    if "betas" in h:
+        h["betas"] = tuple(h["betas"])
+    cls = CLASSES[optimizer]
     wd = h.pop("weight_decay")
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},

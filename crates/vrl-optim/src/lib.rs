@@ -18,15 +18,29 @@
 //! assert_eq!(opt.name(), "adamw");
 //! ```
 
+mod adadelta;
+mod adagrad;
+mod adam;
+mod adamax;
 mod adamw;
 mod hparams;
+mod nadam;
+mod radam;
+mod rmsprop;
 mod schedule;
 mod sgd;
 
 use std::collections::HashMap;
 
+pub use adadelta::Adadelta;
+pub use adagrad::Adagrad;
+pub use adam::Adam;
+pub use adamax::Adamax;
 pub use adamw::AdamW;
 pub use hparams::{HParams, HValue};
+pub use nadam::NAdam;
+pub use radam::RAdam;
+pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 use tch::Tensor;
@@ -100,6 +114,17 @@ pub struct Entry {
 pub const REGISTRY: &[Entry] = &[
     Entry { name: "sgd", defaults: Sgd::defaults, build: |h, p| Ok(Box::new(Sgd::new(h, p)?)) },
     Entry { name: "adamw", defaults: AdamW::defaults, build: |h, p| Ok(Box::new(AdamW::new(h, p)?)) },
+    Entry { name: "adam", defaults: Adam::defaults, build: |h, p| Ok(Box::new(Adam::new(h, p)?)) },
+    Entry { name: "rmsprop", defaults: RmsProp::defaults, build: |h, p| Ok(Box::new(RmsProp::new(h, p)?)) },
+    Entry { name: "adagrad", defaults: Adagrad::defaults, build: |h, p| Ok(Box::new(Adagrad::new(h, p)?)) },
+    Entry {
+        name: "adadelta",
+        defaults: Adadelta::defaults,
+        build: |h, p| Ok(Box::new(Adadelta::new(h, p)?)),
+    },
+    Entry { name: "adamax", defaults: Adamax::defaults, build: |h, p| Ok(Box::new(Adamax::new(h, p)?)) },
+    Entry { name: "nadam", defaults: NAdam::defaults, build: |h, p| Ok(Box::new(NAdam::new(h, p)?)) },
+    Entry { name: "radam", defaults: RAdam::defaults, build: |h, p| Ok(Box::new(RAdam::new(h, p)?)) },
 ];
 
 /// Creates the optimizer `name` (case-insensitive) over `params`; `hparams` override its defaults.
@@ -141,6 +166,41 @@ pub(crate) fn state_tensor<'a>(
     Ok(t)
 }
 
+/// The gradient with coupled L2 weight decay, `g + λθ` (torch's `grad.add(param, alpha=λ)`), for a
+/// parameter that [`decays`]; `g` unchanged otherwise.
+pub(crate) fn coupled_weight_decay(
+    param: &Tensor,
+    grad: Tensor,
+    weight_decay: f64,
+) -> Result<Tensor, OptimError> {
+    Ok(if weight_decay != 0.0 && decays(param) { grad.f_add(&(param * weight_decay))? } else { grad })
+}
+
+/// Decoupled weight decay, `θ ← θ (1 − η λ)`, on a parameter that [`decays`].
+pub(crate) fn decoupled_weight_decay(
+    param: &mut Tensor,
+    lr: f64,
+    weight_decay: f64,
+) -> Result<(), OptimError> {
+    if weight_decay != 0.0 && decays(param) {
+        let _ = param.f_mul_scalar_(1.0 - lr * weight_decay)?;
+    }
+    Ok(())
+}
+
+/// Copies the state tensor `key` into `dst` (same shape required; converted to `dst`'s kind and device).
+pub(crate) fn load_into(
+    optimizer: &str,
+    state: &HashMap<String, Tensor>,
+    key: &str,
+    dst: &mut Tensor,
+) -> Result<(), OptimError> {
+    let _guard = tch::no_grad_guard();
+    let src = state_tensor(optimizer, state, key, dst)?;
+    dst.f_copy_(src)?;
+    Ok(())
+}
+
 pub(crate) fn step_count(optimizer: &str, state: &HashMap<String, Tensor>) -> Result<i64, OptimError> {
     state.get("step").map(|t| t.int64_value(&[])).ok_or_else(|| OptimError::State {
         optimizer: optimizer.to_string(),
@@ -155,7 +215,11 @@ mod tests {
     #[test]
     fn unknown_names_list_the_registry() {
         let e = create("adamz", &HParams::default(), vec![]).err().unwrap();
-        assert_eq!(e.to_string(), "unknown optimizer `adamz`; available: sgd, adamw");
+        assert_eq!(
+            e.to_string(),
+            "unknown optimizer `adamz`; available: \
+             sgd, adamw, adam, rmsprop, adagrad, adadelta, adamax, nadam, radam"
+        );
         assert!(create("SGD", &HParams::default(), vec![]).is_ok());
     }
 }

@@ -1,0 +1,123 @@
+//! Adadelta (Zeiler, 2012), exactly as `torch.optim.Adadelta` (single-tensor path):
+//!
+//! ```text
+//! g ← ∇θ + λθ                          (λ = weight_decay, coupled L2)
+//! s ← ρ s + (1 − ρ) g²
+//! δ ← √(u + ε) / √(s + ε) · g
+//! u ← ρ u + (1 − ρ) δ²
+//! θ ← θ − η δ                          (torch's default η = 1)
+//! ```
+//!
+//! Weight decay applies only to parameters with two or more dimensions ([`crate::decays`]).
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, load_into, step_count,
+};
+
+/// Adadelta with coupled weight decay.
+#[derive(Debug)]
+pub struct Adadelta {
+    params: Vec<NamedParam>,
+    square_avg: Vec<Tensor>,
+    acc_delta: Vec<Tensor>,
+    rho: f64,
+    eps: f64,
+    weight_decay: f64,
+    step: i64,
+}
+
+impl Adadelta {
+    /// PyTorch's defaults.
+    pub fn defaults() -> HParams {
+        HParams(
+            [
+                ("lr", HValue::Num(1.0)),
+                ("rho", HValue::Num(0.9)),
+                ("eps", HValue::Num(1e-6)),
+                ("weight_decay", HValue::Num(0.0)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    }
+
+    /// Creates the optimizer; `lr` in `hparams` is only validated (the step takes the scheduled rate).
+    pub fn new(hparams: &HParams, params: Vec<NamedParam>) -> Result<Self, OptimError> {
+        let h = hparams.resolve("adadelta", Self::defaults())?;
+        h.non_negative("lr")?;
+        let rho = h.non_negative("rho")?;
+        if rho > 1.0 {
+            return Err(OptimError::HParam {
+                optimizer: "adadelta".into(),
+                key: "rho".into(),
+                message: format!("must be in [0, 1], got {rho}"),
+            });
+        }
+        let zeros = |params: &[NamedParam]| params.iter().map(|(_, p)| p.zeros_like()).collect::<Vec<_>>();
+        Ok(Adadelta {
+            square_avg: zeros(&params),
+            acc_delta: zeros(&params),
+            params,
+            rho,
+            eps: h.non_negative("eps")?,
+            weight_decay: h.non_negative("weight_decay")?,
+            step: 0,
+        })
+    }
+}
+
+impl Optimizer for Adadelta {
+    fn name(&self) -> &'static str {
+        "adadelta"
+    }
+
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let rho = self.rho;
+        for (((_, p), s), u) in self.params.iter_mut().zip(&mut self.square_avg).zip(&mut self.acc_delta) {
+            let grad = p.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let g = coupled_weight_decay(p, grad, self.weight_decay)?;
+            let _ = s.f_mul_scalar_(rho)?;
+            let _ = s.f_addcmul_(&(&g * (1.0 - rho)), &g)?;
+            let std = s.f_add_scalar(self.eps)?.f_sqrt()?;
+            let delta = (u.f_add_scalar(self.eps)?.f_sqrt()? / std) * g;
+            let _ = u.f_mul_scalar_(rho)?;
+            let _ = u.f_addcmul_(&(&delta * (1.0 - rho)), &delta)?;
+            let _ = p.f_sub_(&(delta * lr))?;
+        }
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn state(&self) -> Vec<NamedParam> {
+        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
+        for (((name, _), s), u) in self.params.iter().zip(&self.square_avg).zip(&self.acc_delta) {
+            out.push((format!("{name}.square_avg"), s.shallow_clone()));
+            out.push((format!("{name}.acc_delta"), u.shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.step = step_count("adadelta", state)?;
+        for (((name, _), s), u) in self.params.iter().zip(&mut self.square_avg).zip(&mut self.acc_delta) {
+            load_into("adadelta", state, &format!("{name}.square_avg"), s)?;
+            load_into("adadelta", state, &format!("{name}.acc_delta"), u)?;
+        }
+        Ok(())
+    }
+}

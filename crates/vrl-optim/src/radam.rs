@@ -1,0 +1,138 @@
+//! RAdam (Liu et al., 2020), exactly as `torch.optim.RAdam` (single-tensor path):
+//!
+//! ```text
+//! g ← ∇θ + λθ                   (coupled L2, the default)
+//! θ ← θ (1 − η λ)               (instead, with decoupled_weight_decay)
+//! m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
+//! m̂ ← m / (1 − β₁ᵗ)
+//! ρ∞ ← 2/(1 − β₂) − 1,   ρₜ ← ρ∞ − 2 t β₂ᵗ / (1 − β₂ᵗ)
+//! θ ← θ − η m̂ · √(1 − β₂ᵗ)/(√v + ε) · rₜ     if ρₜ > 5,  rₜ = √((ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ))
+//! θ ← θ − η m̂                                 otherwise
+//! ```
+//!
+//! Weight decay applies only to parameters with two or more dimensions ([`crate::decays`]).
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, decoupled_weight_decay,
+    load_into, step_count,
+};
+
+/// RAdam (rectified Adam) with coupled or decoupled weight decay.
+#[derive(Debug)]
+pub struct RAdam {
+    params: Vec<NamedParam>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    betas: [f64; 2],
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    step: i64,
+}
+
+impl RAdam {
+    /// PyTorch's defaults.
+    pub fn defaults() -> HParams {
+        HParams(
+            [
+                ("lr", HValue::Num(1e-3)),
+                ("betas", HValue::Pair([0.9, 0.999])),
+                ("eps", HValue::Num(1e-8)),
+                ("weight_decay", HValue::Num(0.0)),
+                ("decoupled_weight_decay", HValue::Bool(false)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    }
+
+    /// Creates the optimizer; `lr` in `hparams` is only validated (the step takes the scheduled rate).
+    pub fn new(hparams: &HParams, params: Vec<NamedParam>) -> Result<Self, OptimError> {
+        let h = hparams.resolve("radam", Self::defaults())?;
+        h.non_negative("lr")?;
+        let zeros = |params: &[NamedParam]| params.iter().map(|(_, p)| p.zeros_like()).collect::<Vec<_>>();
+        Ok(RAdam {
+            exp_avg: zeros(&params),
+            exp_avg_sq: zeros(&params),
+            params,
+            betas: h.unit_pair("betas")?,
+            eps: h.non_negative("eps")?,
+            weight_decay: h.non_negative("weight_decay")?,
+            decoupled: h.flag("decoupled_weight_decay")?,
+            step: 0,
+        })
+    }
+}
+
+impl Optimizer for RAdam {
+    fn name(&self) -> &'static str {
+        "radam"
+    }
+
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let [b1, b2] = self.betas;
+        let t = self.step as f64;
+        let bc1 = 1.0 - b1.powf(t);
+        let bc2 = 1.0 - b2.powf(t);
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho_t = rho_inf - 2.0 * t * b2.powf(t) / bc2;
+        let rect =
+            ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).powf(0.5);
+        for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+            let grad = p.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let g = if self.decoupled {
+                decoupled_weight_decay(p, lr, self.weight_decay)?;
+                grad
+            } else {
+                coupled_weight_decay(p, grad, self.weight_decay)?
+            };
+            let _ = m.f_lerp_(&g, 1.0 - b1)?;
+            let _ = v.f_mul_scalar_(b2)?;
+            let _ = v.f_addcmul_(&(&g * (1.0 - b2)), &g)?;
+            let update = m.f_div_scalar(bc1)? * lr;
+            let update = if rho_t > 5.0 {
+                // torch: `bc2 ** 0.5 / (√v + ε)`, a scalar over a tensor, i.e. a reciprocal times it.
+                let adaptive = v.f_sqrt()?.f_add_scalar(self.eps)?.f_reciprocal()? * bc2.powf(0.5);
+                update * adaptive * rect
+            } else {
+                update
+            };
+            let _ = p.f_sub_(&update)?;
+        }
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn state(&self) -> Vec<NamedParam> {
+        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
+        for (((name, _), m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
+            out.push((format!("{name}.exp_avg"), m.shallow_clone()));
+            out.push((format!("{name}.exp_avg_sq"), v.shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.step = step_count("radam", state)?;
+        for (((name, _), m), v) in self.params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+            load_into("radam", state, &format!("{name}.exp_avg"), m)?;
+            load_into("radam", state, &format!("{name}.exp_avg_sq"), v)?;
+        }
+        Ok(())
+    }
+}
