@@ -18,17 +18,29 @@
 //! assert_eq!(opt.name(), "adamw");
 //! ```
 
+mod adabelief;
+mod adamp;
 mod adamw;
+mod adan;
 mod hparams;
+mod lamb;
+mod lion;
 mod schedule;
 mod sgd;
+mod sgdp;
 
 use std::collections::HashMap;
 
+pub use adabelief::AdaBelief;
+pub use adamp::AdamP;
 pub use adamw::AdamW;
+pub use adan::Adan;
 pub use hparams::{HParams, HValue};
+pub use lamb::Lamb;
+pub use lion::Lion;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
+pub use sgdp::Sgdp;
 use tch::Tensor;
 
 /// Errors of this crate.
@@ -100,6 +112,16 @@ pub struct Entry {
 pub const REGISTRY: &[Entry] = &[
     Entry { name: "sgd", defaults: Sgd::defaults, build: |h, p| Ok(Box::new(Sgd::new(h, p)?)) },
     Entry { name: "adamw", defaults: AdamW::defaults, build: |h, p| Ok(Box::new(AdamW::new(h, p)?)) },
+    Entry { name: "lion", defaults: Lion::defaults, build: |h, p| Ok(Box::new(Lion::new(h, p)?)) },
+    Entry { name: "lamb", defaults: Lamb::defaults, build: |h, p| Ok(Box::new(Lamb::new(h, p)?)) },
+    Entry { name: "adan", defaults: Adan::defaults, build: |h, p| Ok(Box::new(Adan::new(h, p)?)) },
+    Entry {
+        name: "adabelief",
+        defaults: AdaBelief::defaults,
+        build: |h, p| Ok(Box::new(AdaBelief::new(h, p)?)),
+    },
+    Entry { name: "sgdp", defaults: Sgdp::defaults, build: |h, p| Ok(Box::new(Sgdp::new(h, p)?)) },
+    Entry { name: "adamp", defaults: AdamP::defaults, build: |h, p| Ok(Box::new(AdamP::new(h, p)?)) },
 ];
 
 /// Creates the optimizer `name` (case-insensitive) over `params`; `hparams` override its defaults.
@@ -155,7 +177,10 @@ mod tests {
     #[test]
     fn unknown_names_list_the_registry() {
         let e = create("adamz", &HParams::default(), vec![]).err().unwrap();
-        assert_eq!(e.to_string(), "unknown optimizer `adamz`; available: sgd, adamw");
+        assert_eq!(
+            e.to_string(),
+            "unknown optimizer `adamz`; available: sgd, adamw, lion, lamb, adan, adabelief, sgdp, adamp"
+        );
         assert!(create("SGD", &HParams::default(), vec![]).is_ok());
     }
 }
