@@ -84,6 +84,14 @@ CASES = [
     ("adamp_wd", "adamp", {"lr": 1e-2, "weight_decay": 0.1}, {"orthogonal": True}),
     ("adamp_nesterov", "adamp", {"lr": 1e-2, "betas": [0.8, 0.99], "nesterov": True, "weight_decay": 0.1},
      {"orthogonal": True}),
+    ("lars_defaults", "lars", {"lr": 1.0}, {}),
+    ("lars_nesterov_wd", "lars",
+     {"lr": 1.0, "momentum": 0.8, "dampening": 0.1, "nesterov": True, "weight_decay": 0.1,
+      "trust_coefficient": 0.01}, {}),
+    ("novograd_defaults", "novograd", {"lr": 1e-2}, {}),
+    ("novograd_wd_averaging", "novograd",
+     {"lr": 1e-2, "betas": [0.9, 0.99], "eps": 1e-6, "weight_decay": 0.1, "grad_averaging": True}, {}),
+    ("novograd_decoupled_wd", "novograd", {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": True}, {}),
 ]
 
 # vrl name -> (reference class, options fixed to the plain algorithm, passed explicitly).
@@ -103,6 +111,8 @@ REFERENCES = {
     ),
     "sgdp": (pytorch_optimizer.SGDP, {"weight_decouple": True, "fixed_decay": False}),
     "adamp": (pytorch_optimizer.AdamP, {"weight_decouple": True, "fixed_decay": False}),
+    "lars": (pytorch_optimizer.LARS, {}),
+    "novograd": (pytorch_optimizer.NovoGrad, {"fixed_decay": False}),
 }
 
 
