@@ -16,6 +16,8 @@ pub enum HValue {
     Num(f64),
     /// A pair, e.g. `betas`.
     Pair([f64; 2]),
+    /// A triple, e.g. Adan's three `betas`.
+    Triple([f64; 3]),
 }
 
 impl std::fmt::Display for HValue {
@@ -24,6 +26,7 @@ impl std::fmt::Display for HValue {
             HValue::Bool(b) => write!(f, "{b}"),
             HValue::Num(x) => write!(f, "{x}"),
             HValue::Pair([a, b]) => write!(f, "[{a}, {b}]"),
+            HValue::Triple([a, b, c]) => write!(f, "[{a}, {b}, {c}]"),
         }
     }
 }
@@ -34,7 +37,7 @@ impl std::fmt::Display for HValue {
 pub struct HParams(pub BTreeMap<String, HValue>);
 
 impl HParams {
-    /// Parses `key=value` strings (`lr=0.1`, `nesterov=true`, `betas=0.9,0.999`).
+    /// Parses `key=value` strings (`lr=0.1`, `nesterov=true`, `betas=0.9,0.999`, `betas=0.98,0.92,0.99`).
     pub fn parse(items: &[&str]) -> Result<Self, OptimError> {
         let mut map = BTreeMap::new();
         for item in items {
@@ -47,9 +50,13 @@ impl HParams {
             let v = v.trim().trim_start_matches('[').trim_end_matches(']');
             let value = if let Ok(b) = v.parse::<bool>() {
                 HValue::Bool(b)
-            } else if let Some((a, b)) = v.split_once(',') {
+            } else if v.contains(',') {
                 let num = |s: &str| s.trim().parse::<f64>().map_err(|e| bad(format!("`{s}`: {e}")));
-                HValue::Pair([num(a)?, num(b)?])
+                match v.split(',').map(num).collect::<Result<Vec<_>, _>>()?[..] {
+                    [a, b] => HValue::Pair([a, b]),
+                    [a, b, c] => HValue::Triple([a, b, c]),
+                    _ => return Err(bad("expected a number, a pair or a triple".into())),
+                }
             } else {
                 HValue::Num(v.parse::<f64>().map_err(|e| bad(format!("`{v}` is not a number: {e}")))?)
             };
@@ -117,6 +124,15 @@ impl Resolved {
         Ok(x)
     }
 
+    /// A number in `[0, 1]`.
+    pub fn closed_unit(&self, key: &str) -> Result<f64, OptimError> {
+        let x = self.non_negative(key)?;
+        if x > 1.0 {
+            return Err(self.err(key, &format!("must be in [0, 1], got {x}")));
+        }
+        Ok(x)
+    }
+
     /// A flag.
     pub fn flag(&self, key: &str) -> Result<bool, OptimError> {
         match self.map.get(key) {
@@ -133,6 +149,17 @@ impl Resolved {
             _ => Err(self.err(key, "missing")),
         }
     }
+
+    /// A triple with all values in `[0, 1)`.
+    pub fn unit_triple(&self, key: &str) -> Result<[f64; 3], OptimError> {
+        match self.map.get(key) {
+            Some(HValue::Triple(t)) if t.iter().all(|x| (0.0..1.0).contains(x)) => Ok(*t),
+            Some(HValue::Triple(t)) => {
+                Err(self.err(key, &format!("all values must be in [0, 1), got {t:?}")))
+            }
+            _ => Err(self.err(key, "missing")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +170,9 @@ mod tests {
     fn parse_and_resolve() {
         let h = HParams::parse(&["lr=0.5", "nesterov=true", "betas=0.8, 0.9"]).unwrap();
         assert_eq!(h.0["betas"], HValue::Pair([0.8, 0.9]));
+        let t = HParams::parse(&["betas=[0.98, 0.92, 0.99]"]).unwrap();
+        assert_eq!(t.0["betas"], HValue::Triple([0.98, 0.92, 0.99]));
+        assert!(HParams::parse(&["betas=1,2,3,4"]).is_err());
         let defaults =
             HParams::parse(&["lr=0.1", "nesterov=false", "betas=[0.9,0.999]", "eps=1e-8"]).unwrap();
         let r = h.resolve("x", defaults.clone()).unwrap();

@@ -18,31 +18,47 @@
 //! assert_eq!(opt.name(), "adamw");
 //! ```
 
+mod adabelief;
 mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
+mod adamp;
 mod adamw;
+mod adan;
 mod hparams;
+mod lamb;
+mod lars;
+mod lion;
 mod nadam;
+mod novograd;
 mod radam;
 mod rmsprop;
 mod schedule;
 mod sgd;
+mod sgdp;
 
 use std::collections::HashMap;
 
+pub use adabelief::AdaBelief;
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
+pub use adamp::AdamP;
 pub use adamw::AdamW;
+pub use adan::Adan;
 pub use hparams::{HParams, HValue};
+pub use lamb::Lamb;
+pub use lars::Lars;
+pub use lion::Lion;
 pub use nadam::NAdam;
+pub use novograd::NovoGrad;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
+pub use sgdp::Sgdp;
 use tch::Tensor;
 
 /// Errors of this crate.
@@ -125,6 +141,22 @@ pub const REGISTRY: &[Entry] = &[
     Entry { name: "adamax", defaults: Adamax::defaults, build: |h, p| Ok(Box::new(Adamax::new(h, p)?)) },
     Entry { name: "nadam", defaults: NAdam::defaults, build: |h, p| Ok(Box::new(NAdam::new(h, p)?)) },
     Entry { name: "radam", defaults: RAdam::defaults, build: |h, p| Ok(Box::new(RAdam::new(h, p)?)) },
+    Entry { name: "lion", defaults: Lion::defaults, build: |h, p| Ok(Box::new(Lion::new(h, p)?)) },
+    Entry { name: "lamb", defaults: Lamb::defaults, build: |h, p| Ok(Box::new(Lamb::new(h, p)?)) },
+    Entry { name: "adan", defaults: Adan::defaults, build: |h, p| Ok(Box::new(Adan::new(h, p)?)) },
+    Entry {
+        name: "adabelief",
+        defaults: AdaBelief::defaults,
+        build: |h, p| Ok(Box::new(AdaBelief::new(h, p)?)),
+    },
+    Entry { name: "sgdp", defaults: Sgdp::defaults, build: |h, p| Ok(Box::new(Sgdp::new(h, p)?)) },
+    Entry { name: "adamp", defaults: AdamP::defaults, build: |h, p| Ok(Box::new(AdamP::new(h, p)?)) },
+    Entry { name: "lars", defaults: Lars::defaults, build: |h, p| Ok(Box::new(Lars::new(h, p)?)) },
+    Entry {
+        name: "novograd",
+        defaults: NovoGrad::defaults,
+        build: |h, p| Ok(Box::new(NovoGrad::new(h, p)?)),
+    },
 ];
 
 /// Creates the optimizer `name` (case-insensitive) over `params`; `hparams` override its defaults.
@@ -215,11 +247,21 @@ mod tests {
     #[test]
     fn unknown_names_list_the_registry() {
         let e = create("adamz", &HParams::default(), vec![]).err().unwrap();
-        assert_eq!(
-            e.to_string(),
-            "unknown optimizer `adamz`; available: \
-             sgd, adamw, adam, rmsprop, adagrad, adadelta, adamax, nadam, radam"
-        );
+        let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+        assert!(names.starts_with(&["sgd", "adamw"]), "{names:?}");
+        assert_eq!(e.to_string(), format!("unknown optimizer `adamz`; available: {}", names.join(", ")));
         assert!(create("SGD", &HParams::default(), vec![]).is_ok());
+    }
+
+    #[test]
+    fn every_entry_builds_from_its_defaults() {
+        for (i, entry) in REGISTRY.iter().enumerate() {
+            assert_eq!(entry.name, entry.name.to_lowercase());
+            assert!(REGISTRY[..i].iter().all(|e| e.name != entry.name), "`{}` twice", entry.name);
+            let w = Tensor::ones([2, 2], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+            let opt = create(entry.name, &(entry.defaults)(), vec![("w".into(), w)])
+                .unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+            assert_eq!(opt.name(), entry.name);
+        }
     }
 }

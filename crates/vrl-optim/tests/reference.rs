@@ -1,11 +1,12 @@
-//! vrl's optimizers against their `torch.optim` references (SGD, AdamW, Adam, RMSprop, Adagrad, Adadelta,
-//! Adamax, NAdam, RAdam), step for step.
+//! vrl's optimizers against their references (`torch.optim` for SGD, AdamW, Adam, RMSprop, Adagrad,
+//! Adadelta, Adamax, NAdam, RAdam; `pytorch_optimizer` 4.1.0 for the others), step for step.
 //!
 //! The fixture `tests/fixtures/optim_reference.safetensors` is written by `python/optim_reference.py`
 //! (`$VRL_PYTHON python/optim_reference.py`; its docstring describes the layout): for each case and
 //! dtype, the initial parameters, the gradient of every step, the per-step learning rates and torch's
 //! final parameters. Here the same gradients are fed to `vrl_optim::create(…)` and the final
-//! parameters compared.
+//! parameters compared (`cargo test -p vrl-optim --test reference -- --nocapture` prints the largest
+//! difference of each case).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -157,6 +158,7 @@ fn final_parameters_match_torch() {
             let init = run.params("init");
             let expected = run.params("final");
             let got = run.trajectory(&lrs);
+            let mut worst_case = 0.0f64;
             for (((name, e), (_, g)), (_, i)) in expected.iter().zip(&got).zip(&init) {
                 // The fixture must be sensitive: every parameter moves by far more than the tolerance.
                 let moved = max_abs_diff(e, i);
@@ -166,6 +168,7 @@ fn final_parameters_match_torch() {
                     run.what()
                 );
                 let diff = max_abs_diff(e, g);
+                worst_case = worst_case.max(diff);
                 if diff.is_nan() || diff > tol {
                     failures.push(format!(
                         "{}, param `{name}`: max |vrl - torch| = {diff:e} > {tol:e}",
@@ -174,6 +177,7 @@ fn final_parameters_match_torch() {
                 }
                 checked += 1;
             }
+            println!("{}: max |vrl - reference| = {worst_case:e}", run.what());
             // Sanity: a wrong schedule (the first step's rate throughout) must fail the comparison,
             // so the per-step rate is really what is being checked.
             let wrong = run.trajectory(&vec![lrs[0]; lrs.len()]);
@@ -192,7 +196,7 @@ fn final_parameters_match_torch() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(checked >= 6 * 2 * 3, "only {checked} parameters checked");
+    assert!(checked >= 20 * 2 * 3, "only {checked} parameters checked");
 }
 
 #[test]

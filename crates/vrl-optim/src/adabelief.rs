@@ -1,0 +1,120 @@
+//! AdaBelief (Zhuang et al., 2020, "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed
+//! Gradients"), exactly as `pytorch_optimizer.AdaBelief` 4.1.0 with its defaults: decoupled weight
+//! decay scaled by the learning rate, no rectification (`rectify = false`, the default), no AMSBound,
+//! AdaNorm or gradient centralization:
+//!
+//! ```text
+//! θ ← θ (1 − η λ)                                   (decoupled weight decay, dim ≥ 2 only)
+//! m ← β₁ m + (1 − β₁) g
+//! s ← β₂ s + (1 − β₂) (g − m)² + ε
+//! θ ← θ − η/(1 − β₁ᵗ) · m / (√s / √(1 − β₂ᵗ) + ε)
+//! ```
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+
+/// AdaBelief: Adam with the variance of the gradient around its mean in place of its second moment.
+#[derive(Debug)]
+pub struct AdaBelief {
+    params: Vec<NamedParam>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_var: Vec<Tensor>,
+    betas: [f64; 2],
+    eps: f64,
+    weight_decay: f64,
+    step: i64,
+}
+
+impl AdaBelief {
+    /// `pytorch_optimizer.AdaBelief`'s defaults.
+    pub fn defaults() -> HParams {
+        HParams(
+            [
+                ("lr", HValue::Num(1e-3)),
+                ("betas", HValue::Pair([0.9, 0.999])),
+                ("eps", HValue::Num(1e-16)),
+                ("weight_decay", HValue::Num(0.0)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    }
+
+    /// Creates the optimizer; `lr` in `hparams` is only validated (the step takes the scheduled rate).
+    pub fn new(hparams: &HParams, params: Vec<NamedParam>) -> Result<Self, OptimError> {
+        let h = hparams.resolve("adabelief", Self::defaults())?;
+        h.non_negative("lr")?;
+        let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let exp_avg_var = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        Ok(AdaBelief {
+            params,
+            exp_avg,
+            exp_avg_var,
+            betas: h.unit_pair("betas")?,
+            eps: h.non_negative("eps")?,
+            weight_decay: h.non_negative("weight_decay")?,
+            step: 0,
+        })
+    }
+}
+
+impl Optimizer for AdaBelief {
+    fn name(&self) -> &'static str {
+        "adabelief"
+    }
+
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let [b1, b2] = self.betas;
+        let t = self.step as i32;
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        for (((_, p), m), s) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_var) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            if self.weight_decay != 0.0 && decays(p) {
+                let _ = p.f_mul_scalar_(1.0 - self.weight_decay * lr)?;
+            }
+            let _ = m.f_lerp_(&g, 1.0 - b1)?;
+            let residual = g.f_sub(m)?;
+            let _ = s.f_mul_scalar_(b2)?;
+            let _ = s.f_addcmul_(&residual, &(&residual * (1.0 - b2)))?;
+            let _ = s.f_add_scalar_(self.eps)?;
+            let denom = (s.f_sqrt()? / bc2_sqrt).f_add_scalar(self.eps)?;
+            let _ = p.f_addcdiv_(&(&*m * (-lr / bc1)), &denom)?;
+        }
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn state(&self) -> Vec<NamedParam> {
+        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
+        for (((name, _), m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_var) {
+            out.push((format!("{name}.exp_avg"), m.shallow_clone()));
+            out.push((format!("{name}.exp_avg_var"), v.shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.step = step_count("adabelief", state)?;
+        let _guard = tch::no_grad_guard();
+        for (((name, p), m), v) in self.params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_var) {
+            m.f_copy_(state_tensor("adabelief", state, &format!("{name}.exp_avg"), p)?)?;
+            v.f_copy_(state_tensor("adabelief", state, &format!("{name}.exp_avg_var"), p)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"), exactly as
+//! `pytorch_optimizer.Lion` 4.1.0 with its defaults (decoupled weight decay scaled by the learning
+//! rate; no gradient centralization, AdaNorm or cautious updates):
+//!
+//! ```text
+//! θ ← θ (1 − η λ)                              (decoupled weight decay, dim ≥ 2 only)
+//! u ← sign(β₁ m + (1 − β₁) g)
+//! m ← β₂ m + (1 − β₂) g
+//! θ ← θ − η u
+//! ```
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+
+/// Lion: the sign of an interpolated momentum, with decoupled weight decay.
+#[derive(Debug)]
+pub struct Lion {
+    params: Vec<NamedParam>,
+    exp_avg: Vec<Tensor>,
+    betas: [f64; 2],
+    weight_decay: f64,
+    step: i64,
+}
+
+impl Lion {
+    /// `pytorch_optimizer.Lion`'s defaults.
+    pub fn defaults() -> HParams {
+        HParams(
+            [
+                ("lr", HValue::Num(1e-4)),
+                ("betas", HValue::Pair([0.9, 0.99])),
+                ("weight_decay", HValue::Num(0.0)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    }
+
+    /// Creates the optimizer; `lr` in `hparams` is only validated (the step takes the scheduled rate).
+    pub fn new(hparams: &HParams, params: Vec<NamedParam>) -> Result<Self, OptimError> {
+        let h = hparams.resolve("lion", Self::defaults())?;
+        h.non_negative("lr")?;
+        let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        Ok(Lion {
+            params,
+            exp_avg,
+            betas: h.unit_pair("betas")?,
+            weight_decay: h.non_negative("weight_decay")?,
+            step: 0,
+        })
+    }
+}
+
+impl Optimizer for Lion {
+    fn name(&self) -> &'static str {
+        "lion"
+    }
+
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let [b1, b2] = self.betas;
+        for ((_, p), m) in self.params.iter_mut().zip(&mut self.exp_avg) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            if self.weight_decay != 0.0 && decays(p) {
+                let _ = p.f_mul_scalar_(1.0 - self.weight_decay * lr)?;
+            }
+            let update = m.f_lerp(&g, 1.0 - b1)?.f_sign_()?;
+            let _ = m.f_lerp_(&g, 1.0 - b2)?;
+            let _ = p.f_sub_(&(update * lr))?;
+        }
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn state(&self) -> Vec<NamedParam> {
+        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
+        for ((name, _), m) in self.params.iter().zip(&self.exp_avg) {
+            out.push((format!("{name}.exp_avg"), m.shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.step = step_count("lion", state)?;
+        let _guard = tch::no_grad_guard();
+        for ((name, p), m) in self.params.iter().zip(&mut self.exp_avg) {
+            m.f_copy_(state_tensor("lion", state, &format!("{name}.exp_avg"), p)?)?;
+        }
+        Ok(())
+    }
+}

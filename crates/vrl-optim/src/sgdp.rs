@@ -1,0 +1,132 @@
+//! SGDP (Heo et al., 2021, "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+//! Scale-invariant Weights"), exactly as `pytorch_optimizer.SGDP` 4.1.0 with its defaults (decoupled
+//! weight decay scaled by the learning rate):
+//!
+//! ```text
+//! b ← μ b + (1 − τ) g                  (b starts at 0; μ = momentum, τ = dampening)
+//! u ← μ b + g  (nesterov)   or   u ← b
+//! (u, r) ← project(θ, g, u)            (tensors of dim ≥ 2; r = 1 otherwise; see `adamp`)
+//! θ ← θ (1 − η λ r / (1 − μ))          (decoupled weight decay, dim ≥ 2 only)
+//! θ ← θ − η u
+//! ```
+//!
+//! Unlike `torch.optim.SGD`, the momentum buffer starts at zero rather than at the first gradient, and
+//! the weight decay is decoupled and divided by 1 − μ, as in the reference.
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use crate::adamp::project;
+use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+
+/// SGD with momentum whose updates of scale-invariant weights are projected onto the tangent space.
+#[derive(Debug)]
+pub struct Sgdp {
+    params: Vec<NamedParam>,
+    momentum_buffers: Vec<Tensor>,
+    momentum: f64,
+    dampening: f64,
+    weight_decay: f64,
+    delta: f64,
+    wd_ratio: f64,
+    nesterov: bool,
+    eps: f64,
+    step: i64,
+}
+
+impl Sgdp {
+    /// `pytorch_optimizer.SGDP`'s defaults.
+    pub fn defaults() -> HParams {
+        HParams(
+            [
+                ("lr", HValue::Num(1e-3)),
+                ("momentum", HValue::Num(0.0)),
+                ("dampening", HValue::Num(0.0)),
+                ("weight_decay", HValue::Num(0.0)),
+                ("delta", HValue::Num(0.1)),
+                ("wd_ratio", HValue::Num(0.1)),
+                ("nesterov", HValue::Bool(false)),
+                ("eps", HValue::Num(1e-8)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    }
+
+    /// Creates the optimizer; `lr` in `hparams` is only validated (the step takes the scheduled rate).
+    pub fn new(hparams: &HParams, params: Vec<NamedParam>) -> Result<Self, OptimError> {
+        let h = hparams.resolve("sgdp", Self::defaults())?;
+        h.non_negative("lr")?;
+        let momentum_buffers = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        Ok(Sgdp {
+            params,
+            momentum_buffers,
+            momentum: h.unit("momentum")?,
+            dampening: h.non_negative("dampening")?,
+            weight_decay: h.non_negative("weight_decay")?,
+            delta: h.non_negative("delta")?,
+            wd_ratio: h.closed_unit("wd_ratio")?,
+            nesterov: h.flag("nesterov")?,
+            eps: h.non_negative("eps")?,
+            step: 0,
+        })
+    }
+}
+
+impl Optimizer for Sgdp {
+    fn name(&self) -> &'static str {
+        "sgdp"
+    }
+
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let mu = self.momentum;
+        for ((_, p), b) in self.params.iter_mut().zip(&mut self.momentum_buffers) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let _ = b.f_mul_scalar_(mu)?;
+            let _ = b.f_add_(&(&g * (1.0 - self.dampening)))?;
+            let mut update = match self.nesterov {
+                true => b.f_mul_scalar(mu)?.f_add_(&g)?,
+                false => b.copy(),
+            };
+            let ratio = match p.dim() > 1 {
+                true => project(p, &g, &mut update, self.delta, self.wd_ratio, self.eps)?,
+                false => 1.0,
+            };
+            if self.weight_decay != 0.0 && decays(p) {
+                let _ = p.f_mul_scalar_(1.0 - self.weight_decay * lr * (ratio / (1.0 - mu)))?;
+            }
+            let _ = p.f_sub_(&(update * lr))?;
+        }
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn state(&self) -> Vec<NamedParam> {
+        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
+        for ((name, _), b) in self.params.iter().zip(&self.momentum_buffers) {
+            out.push((format!("{name}.momentum"), b.shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.step = step_count("sgdp", state)?;
+        let _guard = tch::no_grad_guard();
+        for ((name, p), b) in self.params.iter().zip(&mut self.momentum_buffers) {
+            b.f_copy_(state_tensor("sgdp", state, &format!("{name}.momentum"), p)?)?;
+        }
+        Ok(())
+    }
+}
