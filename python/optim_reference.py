@@ -113,6 +113,9 @@ CASES = [
     ("radam_defaults", "radam", {"lr": 1e-2}, {}),
     ("radam_custom", "radam", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}, {}),
     ("radam_decoupled", "radam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}, {}),
+    ("adabound_defaults", "adabound", {"lr": 1e-2}, {}),
+    ("adabound_custom_wd", "adabound",
+     {"lr": 1e-2, "final_lr": 0.05, "betas": [0.8, 0.99], "gamma": 0.1, "eps": 1e-6, "weight_decay": 0.1}, {}),
 ]
 
 # vrl name -> (reference class, options fixed to the plain algorithm, passed explicitly).
@@ -141,6 +144,7 @@ REFERENCES = {
     "adamp": (pytorch_optimizer.AdamP, {"weight_decouple": True, "fixed_decay": False}),
     "lars": (pytorch_optimizer.LARS, {}),
     "novograd": (pytorch_optimizer.NovoGrad, {"fixed_decay": False}),
+    "adabound": (pytorch_optimizer.AdaBound, {"weight_decouple": True, "fixed_decay": False, "ams_bound": False}),
 }
 
 

@@ -19,6 +19,7 @@
 //! ```
 
 mod adabelief;
+mod adabound;
 mod adadelta;
 mod adagrad;
 mod adam;
@@ -41,6 +42,7 @@ mod sgdp;
 use std::collections::HashMap;
 
 pub use adabelief::AdaBelief;
+pub use adabound::AdaBound;
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
@@ -156,6 +158,11 @@ pub const REGISTRY: &[Entry] = &[
         name: "novograd",
         defaults: NovoGrad::defaults,
         build: |h, p| Ok(Box::new(NovoGrad::new(h, p)?)),
+    },
+    Entry {
+        name: "adabound",
+        defaults: AdaBound::defaults,
+        build: |h, p| Ok(Box::new(AdaBound::new(h, p)?)),
     },
 ];
 
