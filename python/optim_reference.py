@@ -116,9 +116,17 @@ CASES = [
     ("adabound_defaults", "adabound", {"lr": 1e-2}, {}),
     ("adabound_custom_wd", "adabound",
      {"lr": 1e-2, "final_lr": 0.05, "betas": [0.8, 0.99], "gamma": 0.1, "eps": 1e-6, "weight_decay": 0.1}, {}),
+    ("adafactor_defaults_wd", "adafactor", {"lr": 1e-2, "weight_decay": 0.1}, {}),
+    ("adafactor_custom", "adafactor",
+     {"lr": 1e-2, "betas": [0.8, 0.99], "decay_rate": -0.5, "clip_threshold": 0.5, "scale_parameter": False,
+      "weight_decay": 0.1, "eps1": 1e-20}, {}),
 ]
 
-# vrl name -> (reference class, options fixed to the plain algorithm, passed explicitly).
+# Stands for the dtype of the case's parameters in `REFERENCES`.
+PARAM_DTYPE = "param dtype"
+
+# vrl name -> (reference class, options fixed to the plain algorithm, passed explicitly; a case's
+# hyper-parameters override them).
 REFERENCES = {
     "sgd": (torch.optim.SGD, {}),
     "adamw": (torch.optim.AdamW, {}),
@@ -145,6 +153,13 @@ REFERENCES = {
     "lars": (pytorch_optimizer.LARS, {}),
     "novograd": (pytorch_optimizer.NovoGrad, {"fixed_decay": False}),
     "adabound": (pytorch_optimizer.AdaBound, {"weight_decouple": True, "fixed_decay": False, "ams_bound": False}),
+    # vrl's `relative_step` defaults to false (the rate given to each step is used; a case may still set
+    # it), and vrl keeps AdaFactor's momentum in the parameter's dtype (the reference: bfloat16).
+    "adafactor": (
+        pytorch_optimizer.AdaFactor,
+        {"weight_decouple": True, "fixed_decay": False, "ams_bound": False, "relative_step": False,
+         "momentum_dtype": PARAM_DTYPE},
+    ),
 }
 
 
@@ -161,7 +176,8 @@ def make_optimizer(optimizer, hparams, params):
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     # Single-tensor code path: the one vrl mirrors (CPU defaults to it anyway).
-    return cls(groups, foreach=False, **fixed, **h)
+    fixed = {k: (params[0].dtype if v is PARAM_DTYPE else v) for k, v in fixed.items()}
+    return cls(groups, foreach=False, **{**fixed, **h})
 
 
 def orthogonalise(g, p):

@@ -21,6 +21,7 @@
 mod adabelief;
 mod adabound;
 mod adadelta;
+mod adafactor;
 mod adagrad;
 mod adam;
 mod adamax;
@@ -44,6 +45,7 @@ use std::collections::HashMap;
 pub use adabelief::AdaBelief;
 pub use adabound::AdaBound;
 pub use adadelta::Adadelta;
+pub use adafactor::AdaFactor;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
@@ -163,6 +165,11 @@ pub const REGISTRY: &[Entry] = &[
         name: "adabound",
         defaults: AdaBound::defaults,
         build: |h, p| Ok(Box::new(AdaBound::new(h, p)?)),
+    },
+    Entry {
+        name: "adafactor",
+        defaults: AdaFactor::defaults,
+        build: |h, p| Ok(Box::new(AdaFactor::new(h, p)?)),
     },
 ];
 
