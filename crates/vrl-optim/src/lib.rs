@@ -39,6 +39,7 @@ mod rmsprop;
 mod schedule;
 mod sgd;
 mod sgdp;
+mod sophia;
 
 use std::collections::HashMap;
 
@@ -63,6 +64,7 @@ pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 pub use sgdp::Sgdp;
+pub use sophia::{HessianNoise, SophiaH, hutchinson_estimate, hutchinson_sample};
 use tch::Tensor;
 
 /// Errors of this crate.
@@ -94,6 +96,15 @@ pub enum OptimError {
         /// What was wrong.
         message: String,
     },
+    /// A Hessian-diagonal estimate is missing where the step needs one, not taken by the optimizer, or
+    /// of the wrong number or shape.
+    #[error("optimizer `{optimizer}`, Hessian estimate: {message}")]
+    Hessian {
+        /// The optimizer.
+        optimizer: String,
+        /// What was wrong.
+        message: String,
+    },
     /// LibTorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
@@ -115,6 +126,20 @@ pub trait Optimizer: Send {
     fn state(&self) -> Vec<NamedParam>;
     /// Restores state saved by [`Optimizer::state`].
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError>;
+    /// Whether the next [`Optimizer::step`] needs a Hessian-diagonal estimate given through
+    /// [`Optimizer::update_hessian`] (second-order optimizers such as `sophia`; never for the others).
+    fn hessian_due(&self) -> bool {
+        false
+    }
+    /// Gives the next step one Hessian-diagonal estimate per parameter, in parameter order and of the
+    /// parameters' shapes (see [`hutchinson_estimate`]). First-order optimizers refuse it.
+    fn update_hessian(&mut self, estimates: Vec<Tensor>) -> Result<(), OptimError> {
+        let _ = estimates;
+        Err(OptimError::Hessian {
+            optimizer: self.name().to_string(),
+            message: "this optimizer takes no Hessian estimates".into(),
+        })
+    }
 }
 
 /// Builds an optimizer from hyper-parameters over named parameters.
@@ -171,6 +196,7 @@ pub const REGISTRY: &[Entry] = &[
         defaults: AdaFactor::defaults,
         build: |h, p| Ok(Box::new(AdaFactor::new(h, p)?)),
     },
+    Entry { name: "sophia", defaults: SophiaH::defaults, build: |h, p| Ok(Box::new(SophiaH::new(h, p)?)) },
 ];
 
 /// Creates the optimizer `name` (case-insensitive) over `params`; `hparams` override its defaults.
