@@ -18,6 +18,9 @@ directly as `p.grad` (no loss), so the Rust side can feed the very same gradient
 `orthogonal` make the gradient of `conv.weight` orthogonal to each output channel of the current
 weight (as for a weight followed by normalisation), so that AdamP's and SGDP's projection is taken;
 `init_scale` scales the initial parameters (LAMB's trust ratio clamps the weight norm at 10).
+Cases marked `hessian` (SophiaH) give the optimizer seeded Hessian-diagonal estimates every
+`update_period` steps through `step(hessian=...)`, in place of its own Hutchinson estimator (which needs a
+loss), so that vrl's `update_hessian` can be fed the very same numbers.
 The learning rate changes every step (`lr_k = lr * (1 + 0.1 k)`), set as `group["lr"]` before each
 `opt.step()`, as vrl passes it to `Optimizer::step(lr)`. vrl decays only parameters with two or more
 dimensions, so those form one parameter group with the case's `weight_decay` and the 1-d ones a group
@@ -27,11 +30,12 @@ Tensors, all in the file's one flat namespace:
 
     {case}/{dtype}/init/{param}        parameters before the first step
     {case}/{dtype}/grad/{k}/{param}    gradient of step k (0-based), in the case's dtype
+    {case}/{dtype}/hessian/{k}/{param} Hessian-diagonal estimate given before step k (SophiaH only)
     {case}/{dtype}/final/{param}       parameters after the last step
     {case}/lrs                         float64 [steps], the learning rate of each step
 
 `__metadata__["cases"]` is a JSON list of `{"name", "optimizer", "hparams", "lrs", "steps",
-"params": [[name, shape], ...], "dtypes"}`, with hyper-parameters under vrl's (= PyTorch's) names, so
+"params": [[name, shape], ...], "dtypes", "hessian_steps"}`, with hyper-parameters under vrl's (= PyTorch's) names, so
 that `hparams` deserialises straight into `vrl_optim::HParams`.
 
 The file is written by hand in the safetensors format (8-byte little-endian header length, JSON
@@ -113,9 +117,24 @@ CASES = [
     ("radam_defaults", "radam", {"lr": 1e-2}, {}),
     ("radam_custom", "radam", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}, {}),
     ("radam_decoupled", "radam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}, {}),
+    ("adabound_defaults", "adabound", {"lr": 1e-2}, {}),
+    ("adabound_custom_wd", "adabound",
+     {"lr": 1e-2, "final_lr": 0.05, "betas": [0.8, 0.99], "gamma": 0.1, "eps": 1e-6, "weight_decay": 0.1}, {}),
+    ("adafactor_defaults_wd", "adafactor", {"lr": 1e-2, "weight_decay": 0.1}, {}),
+    ("adafactor_custom", "adafactor",
+     {"lr": 1e-2, "betas": [0.8, 0.99], "decay_rate": -0.5, "clip_threshold": 0.5, "scale_parameter": False,
+      "weight_decay": 0.1, "eps1": 1e-20}, {}),
+    ("sophia_period3", "sophia", {"lr": 6e-2, "update_period": 3}, {"hessian": True}),
+    ("sophia_custom_wd", "sophia",
+     {"lr": 6e-2, "betas": [0.9, 0.95], "p": 1.0, "weight_decay": 0.1, "eps": 1e-3, "update_period": 2},
+     {"hessian": True}),
 ]
 
-# vrl name -> (reference class, options fixed to the plain algorithm, passed explicitly).
+# Stands for the dtype of the case's parameters in `REFERENCES`.
+PARAM_DTYPE = "param dtype"
+
+# vrl name -> (reference class, options fixed to the plain algorithm, passed explicitly; a case's
+# hyper-parameters override them).
 REFERENCES = {
     "sgd": (torch.optim.SGD, {}),
     "adamw": (torch.optim.AdamW, {}),
@@ -141,6 +160,17 @@ REFERENCES = {
     "adamp": (pytorch_optimizer.AdamP, {"weight_decouple": True, "fixed_decay": False}),
     "lars": (pytorch_optimizer.LARS, {}),
     "novograd": (pytorch_optimizer.NovoGrad, {"fixed_decay": False}),
+    "adabound": (pytorch_optimizer.AdaBound, {"weight_decouple": True, "fixed_decay": False, "ams_bound": False}),
+    # vrl's `relative_step` defaults to false (the rate given to each step is used; a case may still set
+    # it), and vrl keeps AdaFactor's momentum in the parameter's dtype (the reference: bfloat16).
+    # The Hessian-diagonal estimates come from the fixture (`step(hessian=...)`), not the reference's
+    # own Hutchinson estimator; its `num_samples` and `hessian_distribution` are then unused.
+    "sophia": (pytorch_optimizer.SophiaH, {"weight_decouple": True, "fixed_decay": False}),
+    "adafactor": (
+        pytorch_optimizer.AdaFactor,
+        {"weight_decouple": True, "fixed_decay": False, "ams_bound": False, "relative_step": False,
+         "momentum_dtype": PARAM_DTYPE},
+    ),
 }
 
 
@@ -157,7 +187,8 @@ def make_optimizer(optimizer, hparams, params):
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     # Single-tensor code path: the one vrl mirrors (CPU defaults to it anyway).
-    return cls(groups, foreach=False, **fixed, **h)
+    fixed = {k: (params[0].dtype if v is PARAM_DTYPE else v) for k, v in fixed.items()}
+    return cls(groups, foreach=False, **{**fixed, **h})
 
 
 def orthogonalise(g, p):
@@ -166,8 +197,14 @@ def orthogonalise(g, p):
     return (gv - (gv * pv).sum(1, keepdim=True) / (pv * pv).sum(1, keepdim=True) * pv).reshape(g.shape)
 
 
+def hessian_steps(hparams, options):
+    """The steps (0-based) given a Hessian-diagonal estimate: every `update_period` from the first."""
+    return list(range(0, STEPS, hparams.get("update_period", 10))) if options.get("hessian") else []
+
+
 def run_case(index, optimizer, hparams, options, dtype, lrs):
-    """Returns (init, grads, final) as lists of tensors in PARAMS order; grads[k][i] for step k."""
+    """Returns (init, grads, final, hessians) as lists of tensors in PARAMS order; grads[k][i] for step
+    k, hessians[k][i] for the steps of `hessian_steps`."""
     gen = torch.Generator().manual_seed(1000 + index)
     # Drawn in float64 and cast, so both dtypes of a case start from the same numbers.
     scale = options.get("init_scale", 1.0)
@@ -176,8 +213,15 @@ def run_case(index, optimizer, hparams, options, dtype, lrs):
         [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) for _, shape in PARAMS]
         for _ in range(STEPS)
     ]
+    # Hessian-diagonal estimates, mostly positive with some negative entries (as Hutchinson's can be).
+    hessians = {
+        k: [(2.0 * torch.randn(shape, generator=gen, dtype=torch.float64) + 3.0).to(dtype) for _, shape in PARAMS]
+        for k in hessian_steps(hparams, options)
+    }
     params = [t.clone().requires_grad_(True) for t in init]
     opt = make_optimizer(optimizer, hparams, params)
+    # `step(hessian=...)` takes them in the order of the parameter groups.
+    group_order = [next(i for i, q in enumerate(params) if q is p) for g in opt.param_groups for p in g["params"]]
     for k in range(STEPS):
         opt.zero_grad(set_to_none=True)
         for i, ((pname, _), p) in enumerate(zip(PARAMS, params)):
@@ -186,9 +230,12 @@ def run_case(index, optimizer, hparams, options, dtype, lrs):
             p.grad = grads[k][i].clone()
         for group in opt.param_groups:
             group["lr"] = lrs[k]
-        opt.step()
+        if k in hessians:
+            opt.step(hessian=[hessians[k][i].clone() for i in group_order])
+        else:
+            opt.step()
     final = [p.detach().clone() for p in params]
-    return init, grads, final
+    return init, grads, final, hessians
 
 
 def save_safetensors(path, tensors, metadata):
@@ -221,9 +268,11 @@ def main():
         assert all(math.isfinite(lr) for lr in lrs)
         tensors[f"{name}/lrs"] = torch.tensor(lrs, dtype=torch.float64)
         for dname, (dtype, _) in DTYPES.items():
-            init, grads, final = run_case(index, optimizer, hparams, options, dtype, lrs)
+            init, grads, final, hessians = run_case(index, optimizer, hparams, options, dtype, lrs)
             for i, (pname, _) in enumerate(PARAMS):
                 tensors[f"{name}/{dname}/init/{pname}"] = init[i]
+                for k, h in hessians.items():
+                    tensors[f"{name}/{dname}/hessian/{k}/{pname}"] = h[i]
                 for k in range(STEPS):
                     tensors[f"{name}/{dname}/grad/{k}/{pname}"] = grads[k][i]
                 tensors[f"{name}/{dname}/final/{pname}"] = final[i]
@@ -235,6 +284,7 @@ def main():
             "steps": STEPS,
             "params": PARAMS,
             "dtypes": list(DTYPES),
+            "hessian_steps": hessian_steps(hparams, options),
         })
     generator = (
         f"python/optim_reference.py, torch {torch.__version__}, "

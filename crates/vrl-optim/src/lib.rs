@@ -19,7 +19,9 @@
 //! ```
 
 mod adabelief;
+mod adabound;
 mod adadelta;
+mod adafactor;
 mod adagrad;
 mod adam;
 mod adamax;
@@ -37,11 +39,14 @@ mod rmsprop;
 mod schedule;
 mod sgd;
 mod sgdp;
+mod sophia;
 
 use std::collections::HashMap;
 
 pub use adabelief::AdaBelief;
+pub use adabound::AdaBound;
 pub use adadelta::Adadelta;
+pub use adafactor::AdaFactor;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
@@ -59,6 +64,7 @@ pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 pub use sgdp::Sgdp;
+pub use sophia::{HessianNoise, SophiaH, hutchinson_estimate, hutchinson_sample};
 use tch::Tensor;
 
 /// Errors of this crate.
@@ -90,6 +96,15 @@ pub enum OptimError {
         /// What was wrong.
         message: String,
     },
+    /// A Hessian-diagonal estimate is missing where the step needs one, not taken by the optimizer, or
+    /// of the wrong number or shape.
+    #[error("optimizer `{optimizer}`, Hessian estimate: {message}")]
+    Hessian {
+        /// The optimizer.
+        optimizer: String,
+        /// What was wrong.
+        message: String,
+    },
     /// LibTorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
@@ -111,6 +126,20 @@ pub trait Optimizer: Send {
     fn state(&self) -> Vec<NamedParam>;
     /// Restores state saved by [`Optimizer::state`].
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError>;
+    /// Whether the next [`Optimizer::step`] needs a Hessian-diagonal estimate given through
+    /// [`Optimizer::update_hessian`] (second-order optimizers such as `sophia`; never for the others).
+    fn hessian_due(&self) -> bool {
+        false
+    }
+    /// Gives the next step one Hessian-diagonal estimate per parameter, in parameter order and of the
+    /// parameters' shapes (see [`hutchinson_estimate`]). First-order optimizers refuse it.
+    fn update_hessian(&mut self, estimates: Vec<Tensor>) -> Result<(), OptimError> {
+        let _ = estimates;
+        Err(OptimError::Hessian {
+            optimizer: self.name().to_string(),
+            message: "this optimizer takes no Hessian estimates".into(),
+        })
+    }
 }
 
 /// Builds an optimizer from hyper-parameters over named parameters.
@@ -157,6 +186,17 @@ pub const REGISTRY: &[Entry] = &[
         defaults: NovoGrad::defaults,
         build: |h, p| Ok(Box::new(NovoGrad::new(h, p)?)),
     },
+    Entry {
+        name: "adabound",
+        defaults: AdaBound::defaults,
+        build: |h, p| Ok(Box::new(AdaBound::new(h, p)?)),
+    },
+    Entry {
+        name: "adafactor",
+        defaults: AdaFactor::defaults,
+        build: |h, p| Ok(Box::new(AdaFactor::new(h, p)?)),
+    },
+    Entry { name: "sophia", defaults: SophiaH::defaults, build: |h, p| Ok(Box::new(SophiaH::new(h, p)?)) },
 ];
 
 /// Creates the optimizer `name` (case-insensitive) over `params`; `hparams` override its defaults.

@@ -28,6 +28,9 @@ struct Case {
     steps: usize,
     params: Vec<(String, Vec<i64>)>,
     dtypes: Vec<String>,
+    /// The steps given a Hessian-diagonal estimate (`{case}/{dtype}/hessian/{k}/{param}`), for SophiaH.
+    #[serde(default)]
+    hessian_steps: Vec<usize>,
 }
 
 struct Fixture {
@@ -118,6 +121,14 @@ impl Run<'_> {
                 let g = self.tensor(&format!("{}/{}/grad/{k}/{name}", self.case.name, self.dtype));
                 // d/dp Σ p·g = g exactly, accumulated onto a zeroed (or absent) gradient.
                 (p * g).sum(p.kind()).backward();
+            }
+            if self.case.hessian_steps.contains(&k) {
+                let estimates = (params.iter())
+                    .map(|(name, _)| {
+                        self.tensor(&format!("{}/{}/hessian/{k}/{name}", self.case.name, self.dtype))
+                    })
+                    .collect();
+                opt.update_hessian(estimates).unwrap_or_else(|e| panic!("{}, step {k}: {e}", self.what()));
             }
             opt.step(lrs[k]).unwrap_or_else(|e| panic!("{}, step {k}: {e}", self.what()));
         }
