@@ -56,7 +56,7 @@ pub use nadam::NAdam;
 pub use novograd::NovoGrad;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
-pub use schedule::Schedule;
+pub use schedule::{Anneal, Schedule};
 pub use sgd::Sgd;
 pub use sgdp::Sgdp;
 use tch::Tensor;
