@@ -8,6 +8,7 @@ mod bench;
 mod doctor;
 mod experiments;
 mod models;
+mod optim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,11 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: models::ModelsCommand,
+    },
+    /// The optimizer zoo: `replay` applies an optimizer to recorded gradients.
+    Optim {
+        #[command(subcommand)]
+        command: optim::OptimCommand,
     },
 }
 
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Command::Experiment(args) => experiments::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Models { command } => models::run(command),
+        Command::Optim { command } => optim::run(command),
     };
     match result {
         Ok(code) => code,

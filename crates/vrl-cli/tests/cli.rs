@@ -263,3 +263,91 @@ fn models_forward_runs_and_rejects_bad_input() {
         .unwrap();
     assert_user_error(&out, &["unknown model `resnet9000`"]);
 }
+
+#[test]
+fn optim_replay_matches_hand_computed_sgd_momentum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (params, grads, output) = (
+        tmp.path().join("p.safetensors"),
+        tmp.path().join("g.safetensors"),
+        tmp.path().join("o.safetensors"),
+    );
+    // `w` float64 [2, 2], `b` float32 [2]; three steps of gradients.
+    let w0 = [1.0, -2.0, 0.5, 3.0];
+    let b0 = [0.25f32, -0.75];
+    let gw = [[0.1, 0.2, -0.3, 0.4], [-0.5, 0.6, 0.7, -0.8], [0.9, -1.0, 1.1, 1.2]];
+    let gb = [[1.0f32, -1.0], [0.5, 0.5], [-2.0, 0.25]];
+    let w = tch::Tensor::from_slice(&w0).reshape([2, 2]);
+    let b = tch::Tensor::from_slice(&b0);
+    tch::Tensor::write_safetensors(&[("w", &w), ("b", &b)], &params).unwrap();
+    let mut named: Vec<(String, tch::Tensor)> = Vec::new();
+    for k in 0..3 {
+        named.push((format!("{k}/w"), tch::Tensor::from_slice(&gw[k]).reshape([2, 2])));
+        named.push((format!("{k}/b"), tch::Tensor::from_slice(&gb[k])));
+    }
+    let refs: Vec<(&str, &tch::Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    tch::Tensor::write_safetensors(&refs, &grads).unwrap();
+    let replay = |extra: &[&str]| {
+        Command::new(VRL)
+            .args(["optim", "replay", "--params"])
+            .arg(&params)
+            .arg("--grads")
+            .arg(&grads)
+            .arg("--output")
+            .arg(&output)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out =
+        replay(&["--optimizer", "SGD", "--hparam", "lr=0.1", "--hparam", "momentum=0.9", "--steps", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // torch.optim.SGD: buf ← g at the first step, then buf ← 0.9 buf + g; θ ← θ − 0.1 buf.
+    let sgd = |theta: &mut [f64], grads: &[Vec<f64>]| {
+        let mut buf = vec![0.0; theta.len()];
+        for (k, g) in grads.iter().enumerate() {
+            for i in 0..theta.len() {
+                buf[i] = if k == 0 { g[i] } else { 0.9 * buf[i] + g[i] };
+                theta[i] -= 0.1 * buf[i];
+            }
+        }
+    };
+    let mut w_want = w0.to_vec();
+    sgd(&mut w_want, &gw.iter().map(|g| g.to_vec()).collect::<Vec<_>>());
+    let mut b_want: Vec<f64> = b0.iter().map(|&x| x as f64).collect();
+    sgd(&mut b_want, &gb.iter().map(|g| g.iter().map(|&x| x as f64).collect()).collect::<Vec<_>>());
+
+    let result: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(&output).unwrap().into_iter().collect();
+    assert_eq!(result.len(), 2);
+    let (w1, b1) = (&result["w"], &result["b"]);
+    assert_eq!((w1.kind(), w1.size()), (tch::Kind::Double, vec![2, 2]));
+    assert_eq!((b1.kind(), b1.size()), (tch::Kind::Float, vec![2]));
+    let w1: Vec<f64> = Vec::try_from(&w1.reshape([-1])).unwrap();
+    let b1: Vec<f32> = Vec::try_from(b1).unwrap();
+    for (got, want) in w1.iter().zip(&w_want) {
+        assert!((got - want).abs() < 1e-12, "w: {got} vs {want}");
+    }
+    for (got, want) in b1.iter().zip(&b_want) {
+        assert!((*got as f64 - want).abs() < 1e-6, "b: {got} vs {want}");
+    }
+
+    // Bad input: a missing gradient names the key and the parameter; unknown optimizer; bad value.
+    assert_user_error(
+        &replay(&["--optimizer", "sgd", "--hparam", "momentum=0.9", "--steps", "4"]),
+        &["g.safetensors", "missing gradient `3/b`", "parameter `b`"],
+    );
+    assert_user_error(
+        &replay(&["--optimizer", "sgdd", "--steps", "1"]),
+        &["unknown optimizer `sgdd`", "adamw"],
+    );
+    assert_user_error(
+        &replay(&["--optimizer", "sgd", "--hparam", "momentum=2", "--steps", "1"]),
+        &["momentum"],
+    );
+    assert_user_error(
+        &replay(&["--optimizer", "sgd", "--hparam", "momentom=0.9", "--steps", "1"]),
+        &["momentom"],
+    );
+}

@@ -327,6 +327,8 @@ fn finish(
         match cfg.train.schedule {
             vrl_optim::Schedule::Constant { .. } => "constant",
             vrl_optim::Schedule::Cosine { .. } => "cosine",
+            vrl_optim::Schedule::Step { .. } => "step",
+            vrl_optim::Schedule::OneCycle { .. } => "one-cycle",
         },
         cfg.seed,
         if cfg.data.test_limit == 0 { "10,000".to_string() } else { cfg.data.test_limit.to_string() },

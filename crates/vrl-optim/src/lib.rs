@@ -3,8 +3,15 @@
 //! Each optimizer owns the parameters it updates (tch tensors share storage with the model's
 //! `VarStore`), keeps its state as named tensors so that a checkpoint can save and restore it, and
 //! takes its learning rate from the caller at every step, so schedules are plain functions of the step.
-//! Weight decay applies to parameters with two or more dimensions only (biases and normalisation
-//! weights get none), as in timm's default parameter groups.
+//!
+//! Weight decay: by default ([`create`]) it applies to parameters with two or more dimensions only
+//! (biases, normalisation weights and 1-d tokens get none; [`decays`]). [`create_with_groups`] takes,
+//! in addition, one no-decay flag per parameter — usually [`ParamGroups::flags`], which also exempts
+//! names such as `cls_token`, `pos_embed` or `*prompt*` — and builds the optimizer as two parameter
+//! groups, exactly like timm's `param_groups_weight_decay`: the flagged parameters in a group with
+//! `weight_decay = 0`, the others with the given hyper-parameters. The dim ≥ 2 rule still holds inside
+//! the decayed group, so a parameter decays when it has two or more dimensions and is not flagged.
+//! [`clip_grad_norm`] is `torch.nn.utils.clip_grad_norm_`.
 //!
 //! ```
 //! use tch::{Kind, Tensor};
@@ -28,6 +35,7 @@ mod adamax;
 mod adamp;
 mod adamw;
 mod adan;
+mod groups;
 mod hparams;
 mod lamb;
 mod lars;
@@ -53,6 +61,7 @@ pub use adamax::Adamax;
 pub use adamp::AdamP;
 pub use adamw::AdamW;
 pub use adan::Adan;
+pub use groups::{ParamGroups, clip_grad_norm};
 pub use hparams::{HParams, HValue};
 pub use lamb::Lamb;
 pub use lars::Lars;
@@ -61,7 +70,7 @@ pub use nadam::NAdam;
 pub use novograd::NovoGrad;
 pub use radam::RAdam;
 pub use rmsprop::RmsProp;
-pub use schedule::Schedule;
+pub use schedule::{Anneal, Schedule};
 pub use sgd::Sgd;
 pub use sgdp::Sgdp;
 pub use sophia::{HessianNoise, SophiaH, hutchinson_estimate, hutchinson_sample};
@@ -205,12 +214,79 @@ pub fn create(
     hparams: &HParams,
     params: Vec<NamedParam>,
 ) -> Result<Box<dyn Optimizer>, OptimError> {
-    let entry =
-        REGISTRY.iter().find(|e| e.name.eq_ignore_ascii_case(name)).ok_or_else(|| OptimError::Unknown {
-            name: name.to_string(),
-            available: REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
-        })?;
-    (entry.build)(hparams, params)
+    (find(name)?.build)(hparams, params)
+}
+
+/// Creates the optimizer `name` like [`create`], with weight decay switched off for the parameters
+/// whose `no_decay` flag is set (one flag per parameter, e.g. from [`ParamGroups::flags`]): they go
+/// into a second parameter group with `weight_decay = 0` (timm's `param_groups_weight_decay`). Every
+/// optimizer updates each parameter independently, so this is the same as torch with two param groups.
+/// The state holds both groups' tensors under the parameters' names (and one `step`). With no flag set,
+/// or for an optimizer without `weight_decay`, it is [`create`].
+pub fn create_with_groups(
+    name: &str,
+    hparams: &HParams,
+    params: Vec<NamedParam>,
+    no_decay: &[bool],
+) -> Result<Box<dyn Optimizer>, OptimError> {
+    let entry = find(name)?;
+    groups::check_flags(entry.name, params.len(), no_decay.len())?;
+    let has_decay = (entry.defaults)().0.contains_key("weight_decay");
+    if !has_decay || !no_decay.iter().any(|&f| f) {
+        return (entry.build)(hparams, params);
+    }
+    let (mut decay, mut rest) = (Vec::new(), Vec::new());
+    for (p, &flag) in params.into_iter().zip(no_decay) {
+        if flag { rest.push(p) } else { decay.push(p) }
+    }
+    let mut zero = hparams.clone();
+    zero.0.insert("weight_decay".into(), HValue::Num(0.0));
+    Ok(Box::new(Grouped { decay: (entry.build)(hparams, decay)?, no_decay: (entry.build)(&zero, rest)? }))
+}
+
+/// Two instances of one optimizer, over the decayed and the non-decayed parameters.
+struct Grouped {
+    decay: Box<dyn Optimizer>,
+    no_decay: Box<dyn Optimizer>,
+}
+
+impl Optimizer for Grouped {
+    fn name(&self) -> &'static str {
+        self.decay.name()
+    }
+
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        self.decay.step(lr)?;
+        self.no_decay.step(lr)
+    }
+
+    fn zero_grad(&mut self) {
+        self.decay.zero_grad();
+        self.no_decay.zero_grad();
+    }
+
+    fn state(&self) -> Vec<NamedParam> {
+        // Parameter names are distinct, so only the shared counters (`step`) appear twice; keep one.
+        let mut out = self.decay.state();
+        for (k, t) in self.no_decay.state() {
+            if !out.iter().any(|(n, _)| *n == k) {
+                out.push((k, t));
+            }
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.decay.load_state(state)?;
+        self.no_decay.load_state(state)
+    }
+}
+
+fn find(name: &str) -> Result<&'static Entry, OptimError> {
+    REGISTRY.iter().find(|e| e.name.eq_ignore_ascii_case(name)).ok_or_else(|| OptimError::Unknown {
+        name: name.to_string(),
+        available: REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// Whether weight decay applies to a parameter: tensors with two or more dimensions (weights of
@@ -303,5 +379,80 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", entry.name));
             assert_eq!(opt.name(), entry.name);
         }
+    }
+
+    /// For every optimizer with weight decay: the flagged 2-d parameter follows the same optimizer with
+    /// `weight_decay = 0`, the unflagged one the optimizer with decay; the state round-trips.
+    #[test]
+    fn groups_switch_decay_off_per_parameter() {
+        let param = |seed: f64| {
+            Tensor::from_slice(&[1.0, -2.0, 0.5, 3.0])
+                .reshape([2, 2])
+                .g_mul_scalar(seed)
+                .set_requires_grad(true)
+        };
+        let run = |opt: &mut Box<dyn Optimizer>, ps: &[&Tensor]| {
+            for k in 0..3 {
+                opt.zero_grad();
+                // The linear term keeps the gradient off the parameter's direction (LARS is blind to
+                // decay along it).
+                let shift = Tensor::from_slice(&[0.3, -0.1, 0.2, 0.5]).reshape([2, 2]);
+                let loss = ps
+                    .iter()
+                    .map(|p| {
+                        (*p * *p).sum(tch::Kind::Double) * (k + 1) as f64
+                            + (*p * &shift).sum(tch::Kind::Double)
+                    })
+                    .sum::<Tensor>();
+                loss.backward();
+                opt.step(0.01).unwrap();
+            }
+        };
+        for entry in REGISTRY.iter().filter(|e| (e.defaults)().0.contains_key("weight_decay")) {
+            let mut h = HParams::parse(&["weight_decay=0.1"]).unwrap();
+            h.0.insert("lr".into(), HValue::Num(0.01));
+            let (w, v) = (param(1.0), param(0.7));
+            let flags = [true, false];
+            let mut grouped = create_with_groups(
+                entry.name,
+                &h,
+                vec![("w".into(), w.shallow_clone()), ("v".into(), v.shallow_clone())],
+                &flags,
+            )
+            .unwrap();
+            run(&mut grouped, &[&w, &v]);
+            let mut zero = h.clone();
+            zero.0.insert("weight_decay".into(), HValue::Num(0.0));
+            let (w0, v0) = (param(1.0), param(0.7));
+            let mut a = create(entry.name, &zero, vec![("w".into(), w0.shallow_clone())]).unwrap();
+            let mut b = create(entry.name, &h, vec![("v".into(), v0.shallow_clone())]).unwrap();
+            run(&mut a, &[&w0]);
+            run(&mut b, &[&v0]);
+            assert!(w.allclose(&w0, 0.0, 0.0, false) && v.allclose(&v0, 0.0, 0.0, false), "{}", entry.name);
+            let w1 = param(1.0);
+            let mut c = create(entry.name, &h, vec![("w".into(), w1.shallow_clone())]).unwrap();
+            run(&mut c, &[&w1]);
+            assert!(!w.allclose(&w1, 0.0, 0.0, false), "{}: the flag made no difference", entry.name);
+            let state = grouped.state();
+            assert_eq!(state.iter().filter(|(k, _)| k == "step").count(), 1, "{}", entry.name);
+            let map: HashMap<_, _> = state.into_iter().collect();
+            let mut fresh = create_with_groups(
+                entry.name,
+                &h,
+                vec![("w".into(), param(1.0)), ("v".into(), param(0.7))],
+                &flags,
+            )
+            .unwrap();
+            fresh.load_state(&map).unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+            let again: HashMap<_, _> = fresh.state().into_iter().collect();
+            assert_eq!(again.len(), map.len(), "{}", entry.name);
+            for (k, t) in &map {
+                assert!(again[k].allclose(t, 0.0, 0.0, false), "{}: {k}", entry.name);
+            }
+        }
+        let e = create_with_groups("sgd", &HParams::default(), vec![("w".into(), param(1.0))], &[])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("0 no-decay flags for 1 parameters"), "{e}");
     }
 }
