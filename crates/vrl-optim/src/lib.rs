@@ -241,13 +241,19 @@ pub fn create_with_groups(
     }
     let mut zero = hparams.clone();
     zero.0.insert("weight_decay".into(), HValue::Num(0.0));
-    Ok(Box::new(Grouped { decay: (entry.build)(hparams, decay)?, no_decay: (entry.build)(&zero, rest)? }))
+    Ok(Box::new(Grouped {
+        decay: (entry.build)(hparams, decay)?,
+        no_decay: (entry.build)(&zero, rest)?,
+        flags: no_decay.to_vec(),
+    }))
 }
 
 /// Two instances of one optimizer, over the decayed and the non-decayed parameters.
 struct Grouped {
     decay: Box<dyn Optimizer>,
     no_decay: Box<dyn Optimizer>,
+    /// Per parameter, in the caller's order: whether it went to `no_decay`.
+    flags: Vec<bool>,
 }
 
 impl Optimizer for Grouped {
@@ -279,6 +285,25 @@ impl Optimizer for Grouped {
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
         self.decay.load_state(state)?;
         self.no_decay.load_state(state)
+    }
+
+    fn hessian_due(&self) -> bool {
+        self.decay.hessian_due() || self.no_decay.hessian_due()
+    }
+
+    fn update_hessian(&mut self, estimates: Vec<Tensor>) -> Result<(), OptimError> {
+        if estimates.len() != self.flags.len() {
+            return Err(OptimError::Hessian {
+                optimizer: self.name().into(),
+                message: format!("{} estimates for {} parameters", estimates.len(), self.flags.len()),
+            });
+        }
+        let (mut decay, mut rest) = (Vec::new(), Vec::new());
+        for (h, &flag) in estimates.into_iter().zip(&self.flags) {
+            if flag { rest.push(h) } else { decay.push(h) }
+        }
+        self.decay.update_hessian(decay)?;
+        self.no_decay.update_hessian(rest)
     }
 }
 
@@ -405,6 +430,10 @@ mod tests {
                     })
                     .sum::<Tensor>();
                 loss.backward();
+                if opt.hessian_due() {
+                    // Second-order optimizers (Sophia): a fixed positive curvature estimate.
+                    opt.update_hessian(ps.iter().map(|p| p.ones_like() * 2.0).collect()).unwrap();
+                }
                 opt.step(0.01).unwrap();
             }
         };
