@@ -10,6 +10,8 @@ both are deterministic), and writes one safetensors file per case with
     input          the input batch, float32 [N, C, H, W]
     logits_eval    timm's output in eval mode
     logits_train   timm's output in train mode (batch statistics in batch norm)
+    loss_weight,   for the first case of each family: a fixed weight w and the gradients of
+    grad/<key>     sum(w * logits) in train mode with respect to every parameter
 
 and metadata `{"timm": version, "torch": version, "vrl_model": name, "vrl_args": {...}}`, where
 `vrl_args` are the `vrl_models::ModelArgs` that build the same network in vrl. It also writes
@@ -46,7 +48,8 @@ def load_cases():
         spec = importlib.util.spec_from_file_location(f"model_cases.{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        cases.extend(module.CASES)
+        # The first case of each family also records gradients.
+        cases.extend(dict(c, _grads=(i == 0)) for i, c in enumerate(module.CASES))
     return cases
 
 
@@ -111,6 +114,15 @@ def run_case(case):
     tensors["input"] = x
     tensors["logits_eval"] = logits_eval.contiguous()
     tensors["logits_train"] = logits_train.contiguous()
+    if case.get("_grads"):
+        # Gradients of a fixed linear function of the train-mode logits, for one case per family.
+        weight = torch.randn(logits_train.shape, generator=torch.Generator().manual_seed(99))
+        model.zero_grad(set_to_none=True)
+        (model(x) * weight).sum().backward()
+        tensors["loss_weight"] = weight
+        for k, p in model.named_parameters():
+            if p.grad is not None:
+                tensors[f"grad/{k}"] = p.grad.detach().clone().contiguous()
     meta = {
         "timm": timm.__version__,
         "torch": torch.__version__,
