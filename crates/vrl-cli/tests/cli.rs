@@ -351,3 +351,28 @@ fn optim_replay_matches_hand_computed_sgd_momentum() {
         &["momentom"],
     );
 }
+
+#[test]
+fn a_diverging_optimizer_is_recorded_and_the_others_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    make_data(&data, 200, 50);
+    let runs = tmp.path().join("runs");
+    let out = vrl(
+        &runs,
+        &data,
+        &[
+            "--set",
+            "optimizers=[{name='sgd', hparams={lr=1e12, momentum=0.9}}, {name='adamw', hparams={lr=1e-3}}]",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&runs);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["optimizers"]["sgd"]["status"], "diverged", "{results}");
+    assert!(results["optimizers"]["sgd"]["diverged_at_step"].as_u64().is_some());
+    assert_eq!(results["optimizers"]["adamw"]["status"], "ok", "{results}");
+}

@@ -43,7 +43,8 @@ impl TrainStep {
     }
 
     /// Forward in training mode, cross-entropy, backward and one update at rate `lr`.
-    /// Returns the loss (0-d) and the logits, detached (no device sync).
+    /// Returns the loss (0-d) and the logits, detached (no device sync). A step whose gradients are not
+    /// finite is refused by the optimizer and returns a NaN loss, which the loop records as divergence.
     ///
     /// # Shapes
     /// `images: [B, C, H, W]` float, `labels: [B]` int64.
@@ -52,7 +53,13 @@ impl TrainStep {
         let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
         self.optimizer.zero_grad();
         loss.f_backward()?;
-        self.optimizer.step(lr)?;
+        match self.optimizer.step(lr) {
+            // A non-finite gradient: no update was made; report the step as diverged (NaN loss).
+            Err(vrl_optim::OptimError::NonFinite { .. }) => {
+                return Ok((Tensor::from(f64::NAN), logits.detach()));
+            }
+            other => other?,
+        }
         Ok((loss.detach(), logits.detach()))
     }
 }

@@ -79,6 +79,16 @@ use tch::Tensor;
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum OptimError {
+    /// A gradient holds NaN or infinity; the step was not taken.
+    #[error(
+        "optimizer `{optimizer}`: the gradient of `{param}` is not finite (NaN or infinity); step refused"
+    )]
+    NonFinite {
+        /// The optimizer.
+        optimizer: String,
+        /// The first parameter with a non-finite gradient.
+        param: String,
+    },
     /// No optimizer of that name.
     #[error("unknown optimizer `{name}`; available: {available}")]
     Unknown {
@@ -214,7 +224,70 @@ pub fn create(
     hparams: &HParams,
     params: Vec<NamedParam>,
 ) -> Result<Box<dyn Optimizer>, OptimError> {
-    (find(name)?.build)(hparams, params)
+    let watch = watch_list(&params);
+    Ok(Box::new(Checked { inner: (find(name)?.build)(hparams, params)?, params: watch }))
+}
+
+fn watch_list(params: &[NamedParam]) -> Vec<NamedParam> {
+    params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+}
+
+/// Refuses a step whose gradients hold NaN or infinity (naming the first such parameter), so that a
+/// bad gradient is reported instead of spreading into the parameters and the state. One reduction per
+/// parameter and a single device sync per step.
+struct Checked {
+    inner: Box<dyn Optimizer>,
+    params: Vec<NamedParam>,
+}
+
+impl Checked {
+    fn check(&self) -> Result<(), OptimError> {
+        let flags: Vec<Tensor> = self
+            .params
+            .iter()
+            .filter_map(|(_, p)| {
+                let g = p.grad();
+                g.defined().then(|| g.isfinite().all())
+            })
+            .collect();
+        if flags.is_empty() || Tensor::stack(&flags, 0).all().int64_value(&[]) == 1 {
+            return Ok(());
+        }
+        let bad = self
+            .params
+            .iter()
+            .find(|(_, p)| {
+                let g = p.grad();
+                g.defined() && g.isfinite().all().int64_value(&[]) == 0
+            })
+            .map_or_else(String::new, |(n, _)| n.clone());
+        Err(OptimError::NonFinite { optimizer: self.inner.name().to_string(), param: bad })
+    }
+}
+
+impl Optimizer for Checked {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        self.check()?;
+        self.inner.step(lr)
+    }
+    fn zero_grad(&mut self) {
+        self.inner.zero_grad()
+    }
+    fn state(&self) -> Vec<NamedParam> {
+        self.inner.state()
+    }
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
+        self.inner.load_state(state)
+    }
+    fn hessian_due(&self) -> bool {
+        self.inner.hessian_due()
+    }
+    fn update_hessian(&mut self, estimates: Vec<Tensor>) -> Result<(), OptimError> {
+        self.inner.update_hessian(estimates)
+    }
 }
 
 /// Creates the optimizer `name` like [`create`], with weight decay switched off for the parameters
@@ -233,19 +306,21 @@ pub fn create_with_groups(
     groups::check_flags(entry.name, params.len(), no_decay.len())?;
     let has_decay = (entry.defaults)().0.contains_key("weight_decay");
     if !has_decay || !no_decay.iter().any(|&f| f) {
-        return (entry.build)(hparams, params);
+        return create(entry.name, hparams, params);
     }
+    let watch = watch_list(&params);
     let (mut decay, mut rest) = (Vec::new(), Vec::new());
     for (p, &flag) in params.into_iter().zip(no_decay) {
         if flag { rest.push(p) } else { decay.push(p) }
     }
     let mut zero = hparams.clone();
     zero.0.insert("weight_decay".into(), HValue::Num(0.0));
-    Ok(Box::new(Grouped {
+    let grouped = Grouped {
         decay: (entry.build)(hparams, decay)?,
         no_decay: (entry.build)(&zero, rest)?,
         flags: no_decay.to_vec(),
-    }))
+    };
+    Ok(Box::new(Checked { inner: Box::new(grouped), params: watch }))
 }
 
 /// Two instances of one optimizer, over the decayed and the non-decayed parameters.
@@ -403,6 +478,47 @@ mod tests {
             let opt = create(entry.name, &(entry.defaults)(), vec![("w".into(), w)])
                 .unwrap_or_else(|e| panic!("{}: {e}", entry.name));
             assert_eq!(opt.name(), entry.name);
+        }
+    }
+
+    /// For every optimizer: a NaN gradient is refused (naming the parameter) and leaves the parameters
+    /// untouched; zero gradients leave parameters and state finite.
+    #[test]
+    fn nan_gradients_are_refused_and_zero_gradients_are_harmless() {
+        for entry in REGISTRY {
+            let w = Tensor::from_slice(&[1.0f64, -2.0, 0.5, 3.0]).reshape([2, 2]).set_requires_grad(true);
+            let b = Tensor::from_slice(&[0.1f64, 0.2]).set_requires_grad(true);
+            let mut opt = create(
+                entry.name,
+                &HParams::default(),
+                vec![("w".into(), w.shallow_clone()), ("b".into(), b.shallow_clone())],
+            )
+            .unwrap();
+            // Zero gradients, five steps.
+            for _ in 0..5 {
+                opt.zero_grad();
+                ((&w * 0.0).sum(tch::Kind::Double) + (&b * 0.0).sum(tch::Kind::Double)).backward();
+                if opt.hessian_due() {
+                    opt.update_hessian(vec![w.zeros_like(), b.zeros_like()]).unwrap();
+                }
+                opt.step(0.01).unwrap();
+            }
+            let finite = |t: &Tensor| t.isfinite().all().int64_value(&[]) == 1;
+            assert!(finite(&w) && finite(&b), "{}: zero gradients made parameters non-finite", entry.name);
+            for (k, t) in opt.state() {
+                assert!(finite(&t), "{}: state `{k}` is not finite after zero gradients", entry.name);
+            }
+            // A NaN in `b`'s gradient.
+            let before = (w.copy(), b.copy());
+            opt.zero_grad();
+            ((&w * 1.0).sum(tch::Kind::Double) + (&b * f64::NAN).sum(tch::Kind::Double)).backward();
+            let err = opt.step(0.01).unwrap_err().to_string();
+            assert!(err.contains("`b`") && err.contains("not finite"), "{}: {err}", entry.name);
+            assert!(
+                w.equal(&before.0) && b.equal(&before.1),
+                "{}: a refused step changed parameters",
+                entry.name
+            );
         }
     }
 
