@@ -22,6 +22,7 @@ use tch::{Kind, Tensor};
 
 use crate::{
     HParams, HValue, NamedParam, OptimError, Optimizer, decoupled_weight_decay, state_tensor, step_count,
+    zero_grads,
 };
 
 /// AdaBound: Adam whose per-element step sizes are clamped into bounds that converge to `final_lr`.
@@ -123,9 +124,7 @@ impl Optimizer for AdaBound {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

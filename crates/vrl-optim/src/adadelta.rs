@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::{
-    HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, load_into, step_count,
+    HParams, HValue, NamedParam, OptimError, Optimizer, buffers_state, coupled_weight_decay, load_buffers,
+    zero_grads,
 };
 
 /// Adadelta with coupled weight decay.
@@ -98,26 +99,21 @@ impl Optimizer for Adadelta {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {
-        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
-        for (((name, _), s), u) in self.params.iter().zip(&self.square_avg).zip(&self.acc_delta) {
-            out.push((format!("{name}.square_avg"), s.shallow_clone()));
-            out.push((format!("{name}.acc_delta"), u.shallow_clone()));
-        }
-        out
+        buffers_state(
+            self.step,
+            &self.params,
+            &[("square_avg", &self.square_avg), ("acc_delta", &self.acc_delta)],
+        )
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
-        self.step = step_count("adadelta", state)?;
-        for (((name, _), s), u) in self.params.iter().zip(&mut self.square_avg).zip(&mut self.acc_delta) {
-            load_into("adadelta", state, &format!("{name}.square_avg"), s)?;
-            load_into("adadelta", state, &format!("{name}.acc_delta"), u)?;
-        }
+        let buffers: &mut [(&str, &mut [Tensor])] =
+            &mut [("square_avg", &mut self.square_avg), ("acc_delta", &mut self.acc_delta)];
+        self.step = load_buffers("adadelta", state, &self.params, buffers)?;
         Ok(())
     }
 }

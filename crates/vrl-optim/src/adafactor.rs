@@ -30,7 +30,9 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count, zero_grads,
+};
 
 /// The second-moment estimate of one parameter.
 #[derive(Debug)]
@@ -235,9 +237,7 @@ impl Optimizer for AdaFactor {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

@@ -17,6 +17,7 @@ use tch::Tensor;
 
 use crate::{
     HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, load_into, step_count,
+    zero_grads,
 };
 
 /// Adagrad with learning-rate decay and coupled weight decay.
@@ -86,9 +87,7 @@ impl Optimizer for Adagrad {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

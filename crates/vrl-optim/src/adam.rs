@@ -18,6 +18,7 @@ use tch::Tensor;
 
 use crate::{
     HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, load_into, step_count,
+    zero_grads,
 };
 
 /// Adam with coupled (L2) weight decay and optional AMSGrad.
@@ -106,9 +107,7 @@ impl Optimizer for Adam {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::{
-    HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, load_into, step_count,
+    HParams, HValue, NamedParam, OptimError, Optimizer, buffers_state, coupled_weight_decay, load_buffers,
+    zero_grads,
 };
 
 /// Adamax (Adam with the infinity norm) with coupled weight decay.
@@ -87,26 +88,17 @@ impl Optimizer for Adamax {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {
-        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
-        for (((name, _), m), u) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_inf) {
-            out.push((format!("{name}.exp_avg"), m.shallow_clone()));
-            out.push((format!("{name}.exp_inf"), u.shallow_clone()));
-        }
-        out
+        buffers_state(self.step, &self.params, &[("exp_avg", &self.exp_avg), ("exp_inf", &self.exp_inf)])
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
-        self.step = step_count("adamax", state)?;
-        for (((name, _), m), u) in self.params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_inf) {
-            load_into("adamax", state, &format!("{name}.exp_avg"), m)?;
-            load_into("adamax", state, &format!("{name}.exp_inf"), u)?;
-        }
+        let buffers: &mut [(&str, &mut [Tensor])] =
+            &mut [("exp_avg", &mut self.exp_avg), ("exp_inf", &mut self.exp_inf)];
+        self.step = load_buffers("adamax", state, &self.params, buffers)?;
         Ok(())
     }
 }

@@ -19,7 +19,9 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, buffers_state, decays, load_buffers, zero_grads,
+};
 
 /// Removes the radial component of `update` where `param` looks scale invariant (see the module
 /// docs); returns the weight-decay ratio, `wd_ratio` if projected and 1 otherwise. Shared with SGDP.
@@ -143,27 +145,21 @@ impl Optimizer for AdamP {
         Ok(())
     }
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {
-        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
-        for (((name, _), m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
-            out.push((format!("{name}.exp_avg"), m.shallow_clone()));
-            out.push((format!("{name}.exp_avg_sq"), v.shallow_clone()));
-        }
-        out
+        buffers_state(
+            self.step,
+            &self.params,
+            &[("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)],
+        )
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
-        self.step = step_count("adamp", state)?;
-        let _guard = tch::no_grad_guard();
-        for (((name, p), m), v) in self.params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
-            m.f_copy_(state_tensor("adamp", state, &format!("{name}.exp_avg"), p)?)?;
-            v.f_copy_(state_tensor("adamp", state, &format!("{name}.exp_avg_sq"), p)?)?;
-        }
+        let buffers: &mut [(&str, &mut [Tensor])] =
+            &mut [("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)];
+        self.step = load_buffers("adamp", state, &self.params, buffers)?;
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, state_tensor, step_count};
+use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, state_tensor, step_count, zero_grads};
 
 /// LARS: SGD with momentum and a layer-wise trust ratio.
 #[derive(Debug)]
@@ -104,9 +104,7 @@ impl Optimizer for Lars {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

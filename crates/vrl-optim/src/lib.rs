@@ -449,6 +449,45 @@ pub(crate) fn load_into(
     Ok(())
 }
 
+/// Zeroes the gradients of `params`.
+pub(crate) fn zero_grads(params: &mut [NamedParam]) {
+    for (_, p) in params {
+        p.zero_grad();
+    }
+}
+
+/// The state of an optimizer with per-parameter buffers: `step`, then `<param>.<buffer>` for every
+/// parameter and buffer (`buffers[k].1[i]` belongs to `params[i]`).
+pub(crate) fn buffers_state(
+    step: i64,
+    params: &[NamedParam],
+    buffers: &[(&str, &[Tensor])],
+) -> Vec<NamedParam> {
+    let mut out = vec![("step".to_string(), Tensor::from(step))];
+    for (i, (name, _)) in params.iter().enumerate() {
+        for (key, b) in buffers {
+            out.push((format!("{name}.{key}"), b[i].shallow_clone()));
+        }
+    }
+    out
+}
+
+/// Restores buffers saved by [`buffers_state`] (shapes checked) and returns the saved step.
+pub(crate) fn load_buffers(
+    optimizer: &str,
+    state: &HashMap<String, Tensor>,
+    params: &[NamedParam],
+    buffers: &mut [(&str, &mut [Tensor])],
+) -> Result<i64, OptimError> {
+    let step = step_count(optimizer, state)?;
+    for (i, (name, _)) in params.iter().enumerate() {
+        for (key, b) in buffers.iter_mut() {
+            load_into(optimizer, state, &format!("{name}.{key}"), &mut b[i])?;
+        }
+    }
+    Ok(step)
+}
+
 pub(crate) fn step_count(optimizer: &str, state: &HashMap<String, Tensor>) -> Result<i64, OptimError> {
     state.get("step").map(|t| t.int64_value(&[])).ok_or_else(|| OptimError::State {
         optimizer: optimizer.to_string(),

@@ -21,7 +21,7 @@ use tch::{Kind, Tensor};
 
 use crate::{
     HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, decoupled_weight_decay,
-    load_into, step_count,
+    load_into, step_count, zero_grads,
 };
 
 /// NAdam (Adam with Nesterov momentum) with coupled or decoupled weight decay.
@@ -118,9 +118,7 @@ impl Optimizer for NAdam {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count, zero_grads,
+};
 
 /// NovoGrad: momentum of gradients normalised by a per-tensor second moment.
 #[derive(Debug)]
@@ -112,9 +114,7 @@ impl Optimizer for NovoGrad {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

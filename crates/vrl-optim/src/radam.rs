@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::{
-    HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, decoupled_weight_decay,
-    load_into, step_count,
+    HParams, HValue, NamedParam, OptimError, Optimizer, buffers_state, coupled_weight_decay,
+    decoupled_weight_decay, load_buffers, zero_grads,
 };
 
 /// RAdam (rectified Adam) with coupled or decoupled weight decay.
@@ -113,26 +113,21 @@ impl Optimizer for RAdam {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {
-        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
-        for (((name, _), m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
-            out.push((format!("{name}.exp_avg"), m.shallow_clone()));
-            out.push((format!("{name}.exp_avg_sq"), v.shallow_clone()));
-        }
-        out
+        buffers_state(
+            self.step,
+            &self.params,
+            &[("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)],
+        )
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
-        self.step = step_count("radam", state)?;
-        for (((name, _), m), v) in self.params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
-            load_into("radam", state, &format!("{name}.exp_avg"), m)?;
-            load_into("radam", state, &format!("{name}.exp_avg_sq"), v)?;
-        }
+        let buffers: &mut [(&str, &mut [Tensor])] =
+            &mut [("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)];
+        self.step = load_buffers("radam", state, &self.params, buffers)?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use tch::Tensor;
 
 use crate::{
     HParams, HValue, NamedParam, OptimError, Optimizer, coupled_weight_decay, load_into, step_count,
+    zero_grads,
 };
 
 /// RMSprop with optional momentum, centering and coupled weight decay.
@@ -117,9 +118,7 @@ impl Optimizer for RmsProp {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count, zero_grads,
+};
 
 /// SGD with momentum, dampening, Nesterov and coupled weight decay.
 #[derive(Debug)]
@@ -105,9 +107,7 @@ impl Optimizer for Sgd {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

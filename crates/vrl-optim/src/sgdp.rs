@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::adamp::project;
-use crate::{HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count};
+use crate::{
+    HParams, HValue, NamedParam, OptimError, Optimizer, decays, state_tensor, step_count, zero_grads,
+};
 
 /// SGD with momentum whose updates of scale-invariant weights are projected onto the tangent space.
 #[derive(Debug)]
@@ -108,9 +110,7 @@ impl Optimizer for Sgdp {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {

@@ -43,7 +43,8 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::{
-    HParams, HValue, NamedParam, OptimError, Optimizer, decoupled_weight_decay, state_tensor, step_count,
+    HParams, HValue, NamedParam, OptimError, Optimizer, buffers_state, decoupled_weight_decay, state_tensor,
+    step_count, zero_grads,
 };
 
 /// Sophia: clipped Newton-like steps with an exponential average of Hessian-diagonal estimates.
@@ -168,18 +169,15 @@ impl Optimizer for SophiaH {
     }
 
     fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        zero_grads(&mut self.params);
     }
 
     fn state(&self) -> Vec<NamedParam> {
-        let mut out = vec![("step".to_string(), Tensor::from(self.step))];
-        for (((name, _), m), h) in self.params.iter().zip(&self.momentum).zip(&self.hessian_moment) {
-            out.push((format!("{name}.momentum"), m.shallow_clone()));
-            out.push((format!("{name}.hessian_moment"), h.shallow_clone()));
-        }
-        out
+        buffers_state(
+            self.step,
+            &self.params,
+            &[("momentum", &self.momentum), ("hessian_moment", &self.hessian_moment)],
+        )
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
