@@ -270,6 +270,13 @@ impl Optimizer for Checked {
         self.inner.name()
     }
     fn step(&mut self, lr: f64) -> Result<(), OptimError> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(OptimError::HParam {
+                optimizer: self.inner.name().to_string(),
+                key: "lr".into(),
+                message: format!("the learning rate given to step must be a finite number >= 0, got {lr}"),
+            });
+        }
         self.check()?;
         self.inner.step(lr)
     }
@@ -285,7 +292,23 @@ impl Optimizer for Checked {
     fn hessian_due(&self) -> bool {
         self.inner.hessian_due()
     }
+    /// Checks count, shapes and finiteness of all estimates before the optimizer (or either of its
+    /// groups) takes any, so that a refused estimate leaves nothing half-taken.
     fn update_hessian(&mut self, estimates: Vec<Tensor>) -> Result<(), OptimError> {
+        let bad = |message: String| OptimError::Hessian { optimizer: self.inner.name().to_string(), message };
+        if estimates.len() != self.params.len() {
+            return Err(bad(format!("{} estimates for {} parameters", estimates.len(), self.params.len())));
+        }
+        for ((name, p), h) in self.params.iter().zip(&estimates) {
+            if h.size() != p.size() {
+                return Err(bad(format!("`{name}`: estimate of shape {:?} for {:?}", h.size(), p.size())));
+            }
+            if h.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
+                return Err(bad(format!(
+                    "the estimate for `{name}` is not finite (NaN or infinity); not taken"
+                )));
+            }
+        }
         self.inner.update_hessian(estimates)
     }
 }
