@@ -1,10 +1,11 @@
 //! `vrl optim`: replay an optimizer on recorded gradients.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tch::Kind;
-use vrl_optim::{HParams, HValue, NamedParam};
+use tch::{Kind, Tensor};
+use vrl_optim::{HParams, HValue, NamedParam, OptimError};
 
 use crate::UserError;
 
@@ -30,6 +31,9 @@ pub struct ReplayArgs {
     #[arg(long)]
     params: PathBuf,
     /// Gradients (safetensors): step k (0-based) uses the tensor `{k}/{name}` for parameter `name`.
+    /// Second-order optimizers (`sophia`) also take Hessian-diagonal estimates, `hessian/{k}/{name}`,
+    /// given before step k (required at the steps where the optimizer needs one). Every tensor must
+    /// name a parameter of `--params`.
     #[arg(long)]
     grads: PathBuf,
     /// Number of steps.
@@ -81,30 +85,42 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let HValue::Num(lr) = lr else {
         return Err(UserError(format!("`--hparam lr={lr}`: the learning rate must be a number")).into());
     };
+    check_gradient_names(&grads, &params, &args.grads)?;
+    let file = args.grads.display();
     for k in 0..args.steps {
         opt.zero_grad();
         for (name, p) in &params {
-            let key = format!("{k}/{name}");
-            let g = grads.get(&key).ok_or_else(|| {
-                UserError(format!(
-                    "{}: missing gradient `{key}` for parameter `{name}` at step {k} (of {})",
-                    args.grads.display(),
-                    args.steps
-                ))
-            })?;
-            if g.size() != p.size() {
-                return Err(UserError(format!(
-                    "{}: gradient `{key}` has shape {:?}, parameter `{name}` has {:?}",
-                    args.grads.display(),
-                    g.size(),
-                    p.size()
-                ))
-                .into());
-            }
+            let g = step_tensor(&grads, &format!("{k}/{name}"), p, &args.grads, "gradient")?.ok_or_else(
+                || {
+                    UserError(format!(
+                        "{file}: missing gradient `{k}/{name}` for parameter `{name}` at step {k} (of {})",
+                        args.steps
+                    ))
+                },
+            )?;
             // d/dp Σ p·g = g exactly, accumulated into the zeroed gradient.
             (p * g.to_kind(p.kind()).detach()).sum(p.kind()).backward();
         }
-        opt.step(lr)?;
+        let estimates = (params.iter())
+            .map(|(name, p)| {
+                step_tensor(&grads, &format!("hessian/{k}/{name}"), p, &args.grads, "Hessian estimate")
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if estimates.iter().any(Option::is_some) || opt.hessian_due() {
+            let estimates = (params.iter().zip(estimates))
+                .map(|((name, _), h)| {
+                    h.ok_or_else(|| {
+                        UserError(format!(
+                            "{file}: `{}` needs a Hessian-diagonal estimate for every parameter before step {k}; \
+                             missing `hessian/{k}/{name}`",
+                            opt.name()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            opt.update_hessian(estimates).map_err(|e| step_error(e, &file, k))?;
+        }
+        opt.step(lr).map_err(|e| step_error(e, &file, k))?;
     }
     let out: Vec<NamedParam> = params.iter().map(|(n, p)| (n.clone(), p.detach())).collect();
     vrl_models::weights::save_safetensors(&args.output, &out)?;
@@ -116,4 +132,64 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tensor `key` of the gradient file if present, checked against the parameter's shape.
+fn step_tensor(
+    grads: &HashMap<String, Tensor>,
+    key: &str,
+    param: &Tensor,
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<Option<Tensor>> {
+    let Some(t) = grads.get(key) else { return Ok(None) };
+    if t.size() != param.size() {
+        return Err(UserError(format!(
+            "{}: {what} `{key}` has shape {:?}, the parameter has {:?}",
+            path.display(),
+            t.size(),
+            param.size()
+        ))
+        .into());
+    }
+    Ok(Some(t.shallow_clone()))
+}
+
+/// Every tensor of the gradient file must be `{k}/{param}` or `hessian/{k}/{param}` for a parameter
+/// `param` and a step number `k`: a misspelt name is an error rather than a gradient silently unused.
+fn check_gradient_names(
+    grads: &HashMap<String, Tensor>,
+    params: &[NamedParam],
+    path: &Path,
+) -> anyhow::Result<()> {
+    let mut keys: Vec<&String> = grads.keys().collect();
+    keys.sort();
+    for key in keys {
+        let rest = key.strip_prefix("hessian/").unwrap_or(key);
+        let ok = rest
+            .split_once('/')
+            .is_some_and(|(k, name)| k.parse::<u64>().is_ok() && params.iter().any(|(n, _)| n == name));
+        if !ok {
+            let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(UserError(format!(
+                "{}: tensor `{key}` is not `{{step}}/{{param}}` or `hessian/{{step}}/{{param}}` for a parameter \
+                 of --params ({})",
+                path.display(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A refused step or estimate: bad input (a non-finite gradient, a missing or bad Hessian estimate) is
+/// the user's; anything else is reported as it is, with the step.
+fn step_error(e: OptimError, file: &impl std::fmt::Display, k: u64) -> anyhow::Error {
+    match e {
+        OptimError::NonFinite { .. } | OptimError::Hessian { .. } => {
+            UserError(format!("{file}, step {k}: {e}")).into()
+        }
+        other => anyhow::Error::from(other).context(format!("{file}, step {k}")),
+    }
 }

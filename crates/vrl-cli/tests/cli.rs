@@ -352,6 +352,99 @@ fn optim_replay_matches_hand_computed_sgd_momentum() {
     );
 }
 
+/// `vrl optim replay` with second-order estimates (`hessian/{k}/{param}`), checked against Sophia's
+/// formula by hand, and its refusals of bad input: each names the file, the tensor or the value.
+#[test]
+fn optim_replay_takes_hessian_estimates_and_rejects_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name);
+    let write = |name: &str, tensors: &[(&str, tch::Tensor)]| {
+        let refs: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        tch::Tensor::write_safetensors(&refs, path(name)).unwrap();
+    };
+    let w0 = [1.0, -2.0, 0.5, 3.0];
+    write("p.safetensors", &[("w", tch::Tensor::from_slice(&w0).reshape([2, 2]))]);
+    let g = [[0.1, 0.2, -0.3, 0.4], [-0.5, 0.6, 0.7, -0.8]];
+    let h = [[2.0, 3.0, 4.0, 5.0], [1.0, 2.0, 3.0, 4.0]];
+    let t = |x: &[f64; 4]| tch::Tensor::from_slice(x).reshape([2, 2]);
+    let good = [("0/w", t(&g[0])), ("1/w", t(&g[1])), ("hessian/0/w", t(&h[0])), ("hessian/1/w", t(&h[1]))];
+    write("g.safetensors", &good);
+    let replay = |grads: &str, extra: &[&str]| {
+        Command::new(VRL)
+            .args(["optim", "replay", "--params"])
+            .arg(path("p.safetensors"))
+            .arg("--grads")
+            .arg(path(grads))
+            .arg("--output")
+            .arg(path("o.safetensors"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let sophia = ["--optimizer", "Sophia", "--hparam", "update_period=1", "--hparam", "p=1", "--steps", "2"];
+    let out = replay("g.safetensors", &[&sophia[..], &["--hparam", "lr=0.1"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // SophiaH: m ← 0.96 m + 0.04 g, h ← 0.99 h + 0.01 ĥ, θ ← θ − η clamp(m / h, ±1).
+    let mut want = w0;
+    let (mut m, mut hm) = ([0.0; 4], [0.0; 4]);
+    for k in 0..2 {
+        for i in 0..4 {
+            m[i] = 0.96 * m[i] + 0.04 * g[k][i];
+            hm[i] = 0.99 * hm[i] + 0.01 * h[k][i];
+            want[i] -= 0.1 * (m[i] / hm[i]).clamp(-1.0, 1.0);
+        }
+    }
+    let result: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(path("o.safetensors")).unwrap().into_iter().collect();
+    let got: Vec<f64> = Vec::try_from(&result["w"].reshape([-1])).unwrap();
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12, "sophia replay: {got:?} vs {want:?}");
+    }
+
+    // Without the estimates Sophia cannot step, and says which tensor is missing.
+    write("g_first_order.safetensors", &[("0/w", t(&g[0])), ("1/w", t(&g[1]))]);
+    assert_user_error(
+        &replay("g_first_order.safetensors", &sophia),
+        &["g_first_order.safetensors", "`sophia` needs a Hessian-diagonal estimate", "missing `hessian/0/w`"],
+    );
+    // A tensor that names no parameter (here a misspelt one) is refused, listing the parameters.
+    write("g_typo.safetensors", &[("0/w", t(&g[0])), ("0/weight", t(&g[0]))]);
+    assert_user_error(
+        &replay("g_typo.safetensors", &["--optimizer", "sgd", "--steps", "1"]),
+        &["g_typo.safetensors", "tensor `0/weight`", "parameter of --params (w)"],
+    );
+    // A non-finite gradient: refused at its step, naming the parameter.
+    let mut bad = g[1];
+    bad[2] = f64::NAN;
+    write("g_nan.safetensors", &[("0/w", t(&g[0])), ("1/w", t(&bad))]);
+    assert_user_error(
+        &replay("g_nan.safetensors", &["--optimizer", "adamw", "--steps", "2"]),
+        &["g_nan.safetensors, step 1", "gradient of `w` is not finite"],
+    );
+    // A non-finite Hessian estimate.
+    let bad_h = good.iter().map(|(n, t)| (*n, t.copy())).collect::<Vec<_>>();
+    let _ = bad_h[3].1.view(-1).get(0).fill_(f64::INFINITY);
+    write("g_bad_h.safetensors", &bad_h);
+    assert_user_error(
+        &replay("g_bad_h.safetensors", &sophia),
+        &["g_bad_h.safetensors, step 1", "estimate for `w` is not finite"],
+    );
+    // A gradient of the wrong shape; a negative learning rate; an unknown hyper-parameter.
+    write("g_shape.safetensors", &[("0/w", tch::Tensor::from_slice(&g[0]))]);
+    assert_user_error(
+        &replay("g_shape.safetensors", &["--optimizer", "sgd", "--steps", "1"]),
+        &["gradient `0/w` has shape [4]", "[2, 2]"],
+    );
+    assert_user_error(
+        &replay("g.safetensors", &["--optimizer", "adamw", "--hparam", "lr=-0.1", "--steps", "1"]),
+        &["`adamw`", "`lr`", "-0.1"],
+    );
+    assert_user_error(
+        &replay("g.safetensors", &["--optimizer", "lion", "--hparam", "momentum=0.9", "--steps", "1"]),
+        &["`momentum`", "unknown hyper-parameter", "betas"],
+    );
+}
+
 #[test]
 fn a_diverging_optimizer_is_recorded_and_the_others_go_on() {
     let tmp = tempfile::tempdir().unwrap();
