@@ -199,6 +199,41 @@ pub fn dci_split(
     })
 }
 
+/// Disentanglement and completeness of an importance matrix `[D][K]` (non-negative; `D, K ≥ 2`),
+/// as disentanglement_lib's `disentanglement` and `completeness`.
+///
+/// # Errors
+/// When the matrix is ragged, has fewer than two rows or columns, or holds a negative or non-finite
+/// entry.
+pub fn disentanglement_completeness(importance: &[Vec<f64>]) -> Result<(f64, f64), MetricError> {
+    let k = importance.first().map_or(0, Vec::len);
+    if importance.len() < 2 || k < 2 {
+        return Err(MetricError::Shape {
+            what: "importance matrix",
+            expected: "at least 2 × 2".into(),
+            found: format!("{} × {k}", importance.len()),
+        });
+    }
+    for (j, row) in importance.iter().enumerate() {
+        if row.len() != k {
+            return Err(MetricError::Shape {
+                what: "importance matrix",
+                expected: format!("{k} columns in every row"),
+                found: format!("{} in row {j}", row.len()),
+            });
+        }
+        if let Some((c, &v)) = row.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+            return Err(MetricError::Setting {
+                name: "importance",
+                value: format!("{v} at row {j}, column {c}"),
+                expected: "finite, non-negative importances".into(),
+            });
+        }
+    }
+    let columns: Vec<Vec<f64>> = (0..k).map(|c| importance.iter().map(|row| row[c]).collect()).collect();
+    Ok((weighted_specificity(importance).0, weighted_specificity(&columns).0))
+}
+
 /// For rows `r` of a non-negative matrix: `1 − H(r + 10⁻¹¹)` with the entropy in base `len(r)`
 /// (as `scipy.stats.entropy`), and their average weighted by the rows' sums (equal weights when the
 /// matrix is all zero).

@@ -61,7 +61,7 @@ mod sap;
 mod svm;
 
 pub use beta_vae::{BetaVae, BetaVaeSettings, beta_vae_accuracy, beta_vae_score};
-pub use dci::{Dci, DciSettings, Importance, dci, dci_split};
+pub use dci::{Dci, DciSettings, Importance, dci, dci_split, disentanglement_completeness};
 pub use discretize::{Discretization, Strategy};
 pub use factor_vae::{FactorVae, FactorVaeSettings, factor_vae_score, majority_vote_accuracy};
 pub use gbt::GbtSettings;
