@@ -98,7 +98,7 @@ where
     check_count("num_train", settings.num_train, 1)?;
     check_count("num_eval", settings.num_eval, 1)?;
     check_count("num_variance_estimate", settings.num_variance_estimate, 2)?;
-    if !(settings.prune_threshold >= 0.0) {
+    if settings.prune_threshold.is_nan() || settings.prune_threshold < 0.0 {
         return Err(MetricError::Setting {
             name: "prune_threshold",
             value: settings.prune_threshold.to_string(),

@@ -130,7 +130,7 @@ pub(crate) fn lbfgs(
         }
         let mut direction: Vec<f64> = q.iter().map(|v| -v).collect();
         let mut slope = dot(&g, &direction);
-        if !(slope < 0.0) {
+        if slope.is_nan() || slope >= 0.0 {
             history.clear();
             direction = g.iter().map(|v| -v).collect();
             slope = dot(&g, &direction);

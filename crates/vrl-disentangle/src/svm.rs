@@ -92,7 +92,7 @@ fn solve(x: &[f64], sign: &[f64], cost: &[f64]) -> (f64, f64) {
         let dw = -(hbb * gw - hwb * gb) / det;
         let db = -(hww * gb - hwb * gw) / det;
         let slope = gw * dw + gb * db;
-        if !(slope < 0.0) {
+        if slope.is_nan() || slope >= 0.0 {
             break;
         }
         let mut t = 1.0;
