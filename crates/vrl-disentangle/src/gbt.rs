@@ -11,9 +11,10 @@
 //! split, per tree divided by the number of points, summed over the trees that split at all, and
 //! normalised to sum 1.
 //!
-//! Where two features (or two split points) give exactly the same improvement, scikit-learn breaks
-//! the tie by a random feature order; here the lower feature index wins. Apart from such ties and
-//! the last bits of the sums, the trees are scikit-learn's.
+//! Where two features give equally good splits, scikit-learn keeps the first in a random feature
+//! order drawn per node from `random_state`; that order is reproduced here (numpy's MT19937 seeding
+//! each tree's xorshift splitter, the draws of `node_split_best`), so with the same `random_state`
+//! the trees are scikit-learn's, up to the last bits of the sums.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -31,17 +32,23 @@ pub struct GbtSettings {
     pub learning_rate: f64,
     /// The depth of every tree (3).
     pub max_depth: usize,
+    /// The seed of numpy's `RandomState` that orders each node's features (scikit-learn's
+    /// `random_state`; it decides between equally good splits). disentanglement_lib leaves it unset,
+    /// so its DCI varies from run to run where splits tie; here it is fixed (0), and the same integer
+    /// given to scikit-learn builds the same trees.
+    pub random_state: u32,
 }
 
 impl Default for GbtSettings {
     fn default() -> Self {
-        GbtSettings { n_estimators: 100, learning_rate: 0.1, max_depth: 3 }
+        GbtSettings { n_estimators: 100, learning_rate: 0.1, max_depth: 3, random_state: 0 }
     }
 }
 
-/// Features `[D][N]` as `f32`, with every feature's sample order by value.
+/// Features `[D][N]` as `f32`, with every feature's values and sample indices in increasing order.
 pub(crate) struct Features {
     columns: Vec<Vec<f32>>,
+    sorted: Vec<Vec<f32>>,
     order: Vec<Vec<u32>>,
 }
 
@@ -50,7 +57,7 @@ impl Features {
     pub fn new(columns: Vec<Vec<f64>>) -> Features {
         let columns: Vec<Vec<f32>> =
             columns.into_iter().map(|c| c.into_iter().map(|v| v as f32).collect()).collect();
-        let order = columns
+        let order: Vec<Vec<u32>> = columns
             .par_iter()
             .map(|c| {
                 let mut o: Vec<u32> = (0..c.len() as u32).collect();
@@ -58,12 +65,76 @@ impl Features {
                 o
             })
             .collect();
-        Features { columns, order }
+        let sorted =
+            columns.iter().zip(&order).map(|(c, o)| o.iter().map(|&i| c[i as usize]).collect()).collect();
+        Features { columns, sorted, order }
     }
 
     fn len(&self) -> usize {
         self.columns.first().map_or(0, Vec::len)
     }
+}
+
+/// numpy's legacy `RandomState(seed)` (MT19937) as far as scikit-learn's trees use it:
+/// `randint(0, 2**31 - 1)` for every tree's splitter.
+pub(crate) struct Mt19937 {
+    state: [u32; 624],
+    index: usize,
+}
+
+impl Mt19937 {
+    /// `numpy.random.RandomState(seed)`.
+    pub fn new(seed: u32) -> Mt19937 {
+        let mut state = [0u32; 624];
+        state[0] = seed;
+        for i in 1..624 {
+            state[i] =
+                1_812_433_253u32.wrapping_mul(state[i - 1] ^ (state[i - 1] >> 30)).wrapping_add(i as u32);
+        }
+        Mt19937 { state, index: 624 }
+    }
+
+    /// The next 32 random bits (`genrand_int32`).
+    pub fn next_u32(&mut self) -> u32 {
+        if self.index >= 624 {
+            for i in 0..624 {
+                let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % 624] & 0x7fff_ffff);
+                let mut v = self.state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 != 0 {
+                    v ^= 0x9908_b0df;
+                }
+                self.state[i] = v;
+            }
+            self.index = 0;
+        }
+        let mut y = self.state[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// `randint(0, 2**31 - 1)`: masked rejection sampling, as numpy's legacy bounded integers.
+    pub fn splitter_seed(&mut self) -> u32 {
+        loop {
+            let v = self.next_u32() & 0x7fff_ffff;
+            if v <= 0x7fff_fffe {
+                return v;
+            }
+        }
+    }
+}
+
+/// scikit-learn's `rand_int(low, high)` on its 32-bit xorshift `our_rand_r`.
+fn rand_int(low: usize, high: usize, state: &mut u32) -> usize {
+    if *state == 0 {
+        *state = 1;
+    }
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    low + (*state % 0x8000_0000) as usize % (high - low)
 }
 
 #[derive(Debug, Clone)]
@@ -92,146 +163,290 @@ impl Tree {
     }
 }
 
-/// Statistics of a node being grown.
-#[derive(Debug, Clone, Copy)]
-struct Grow {
-    id: usize,
-    n: usize,
-    sum: f64,
-    sq_sum: f64,
-    impurity: f64,
-}
-
+/// The best split of one feature in one node.
 #[derive(Debug, Clone, Copy)]
 struct Best {
     proxy: f64,
     feature: usize,
+    /// The number of points going left.
+    left: usize,
     threshold: f64,
 }
 
-/// Fits a squared-error regression tree of depth `max_depth` to `target`; returns the tree (leaf
-/// values still the raw node ids' placeholders), each point's leaf, and the tree's unnormalised
-/// feature importances (zero if it did not split).
-fn fit_tree(x: &Features, target: &[f64], max_depth: usize) -> (Tree, Vec<usize>, Vec<f64>) {
+/// A node waiting on the depth-first stack.
+struct Pending {
+    start: usize,
+    end: usize,
+    depth: usize,
+    parent: Option<(usize, bool)>,
+    impurity: f64,
+    n_constant: usize,
+}
+
+/// `numpy.sum` of a contiguous `f64` array: pairwise summation in blocks of 128 with eight
+/// accumulators (`pairwise_sum_DOUBLE`), so sums agree with numpy's bit for bit.
+pub(crate) fn numpy_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        let mut res = 0.0;
+        for &v in a {
+            res += v;
+        }
+        res
+    } else if n <= 128 {
+        let mut r = [0.0f64; 8];
+        r.copy_from_slice(&a[..8]);
+        let mut i = 8;
+        while i < n - (n % 8) {
+            for (k, rk) in r.iter_mut().enumerate() {
+                *rk += a[i + k];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[i..] {
+            res += v;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        numpy_sum(&a[..n2]) + numpy_sum(&a[n2..])
+    }
+}
+
+/// `scipy.special.logit` (xsf): `log(x / (1 − x))`, or `log1p(s) − log1p(−s)` with `s = 2(x − ½)`
+/// for `0.3 ≤ x ≤ 0.65`.
+fn logit(x: f64) -> f64 {
+    if !(0.3..=0.65).contains(&x) {
+        (x / (1.0 - x)).ln()
+    } else {
+        let s = 2.0 * (x - 0.5);
+        s.ln_1p() - (-s).ln_1p()
+    }
+}
+
+/// scikit-learn's squared-error `Criterion.update`: the sum of the first `new_pos` targets of a
+/// node whose samples are `order` (targets read through it), moved from `pos` (where the sum was
+/// `left`) forwards, or backwards from the node's total when that is shorter.
+fn update(order: &[u32], target: &[f64], total: f64, pos: usize, left: f64, new_pos: usize) -> f64 {
+    let end = order.len();
+    if new_pos - pos <= end - new_pos {
+        let mut sum = left;
+        for &i in &order[pos..new_pos] {
+            sum += target[i as usize];
+        }
+        sum
+    } else {
+        let mut sum = total;
+        for &i in order[new_pos..end].iter().rev() {
+            sum -= target[i as usize];
+        }
+        sum
+    }
+}
+
+/// Fits a squared-error regression tree of depth `max_depth` to `target` as scikit-learn's
+/// `DecisionTreeRegressor(max_depth, random_state)` with the splitter seeded by `seed`: nodes grown
+/// depth first (left child first), the features of each node visited in the order its splitter
+/// draws them, the first strictly best split kept, sums taken in scikit-learn's sample order.
+/// Returns the tree (leaf values still 0), each point's leaf and the tree's feature importances
+/// (divided by the number of points).
+fn fit_tree(x: &Features, target: &[f64], max_depth: usize, seed: u32) -> (Tree, Vec<usize>, Vec<f64>) {
     let n = x.len();
     let d = x.columns.len();
-    let mut node_of = vec![0usize; n];
-    let (sum, sq_sum) = target.iter().fold((0.0, 0.0), |(s, q), &y| (s + y, q + y * y));
-    let impurity = sq_sum / n as f64 - (sum / n as f64).powi(2);
-    let mut nodes = vec![Node::Leaf { value: 0.0 }];
+    // Every node owns the range start..end of each feature's sorted values and indices, and of
+    // `samples`, scikit-learn's sample order (which decides the order of its sums).
+    let mut values = x.sorted.clone();
+    let mut index = x.order.clone();
+    let mut samples: Vec<u32> = (0..n as u32).collect();
+    let mut features: Vec<usize> = (0..d).collect();
+    let mut constant_features = vec![0usize; d];
+    let mut rand = seed;
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut leaf_of = vec![0usize; n];
     let mut importance = vec![0.0; d];
-    let mut level = vec![Grow { id: 0, n, sum, sq_sum, impurity }];
-    for depth in 0..=max_depth {
-        // Nodes of this level that may split.
-        let open: Vec<Grow> = level
-            .iter()
-            .copied()
-            .filter(|g| depth < max_depth && g.n >= 2 && g.impurity > f64::EPSILON)
-            .collect();
-        if open.is_empty() {
-            break;
+    let mut go_left = vec![false; n];
+    let mut buffer_v: Vec<f32> = Vec::with_capacity(n);
+    let mut buffer_i: Vec<u32> = Vec::with_capacity(n);
+    let mut stack =
+        vec![Pending { start: 0, end: n, depth: 0, parent: None, impurity: f64::NAN, n_constant: 0 }];
+    while let Some(p) = stack.pop() {
+        let id = nodes.len();
+        nodes.push(Node::Leaf { value: 0.0 });
+        if let Some((parent, is_left)) = p.parent
+            && let Node::Split { left, right, .. } = &mut nodes[parent]
+        {
+            if is_left {
+                *left = id;
+            } else {
+                *right = id;
+            }
         }
-        let mut slot_of = vec![usize::MAX; nodes.len()];
-        for (s, g) in open.iter().enumerate() {
-            slot_of[g.id] = s;
+        let count = p.end - p.start;
+        let (mut sum, mut sq_sum) = (0.0, 0.0);
+        for &i in &samples[p.start..p.end] {
+            let y = target[i as usize];
+            sum += y;
+            sq_sum += y * y;
         }
-        let mut best: Vec<Option<Best>> = vec![None; open.len()];
-        let mut count = vec![0usize; open.len()];
-        let mut left_sum = vec![0.0f64; open.len()];
-        let mut prev = vec![0.0f32; open.len()];
-        for (f, order) in x.order.iter().enumerate() {
-            let column = &x.columns[f];
-            count.iter_mut().for_each(|c| *c = 0);
-            left_sum.iter_mut().for_each(|s| *s = 0.0);
-            for &i in order {
-                let i = i as usize;
-                let s = slot_of[node_of[i]];
-                if s == usize::MAX {
+        let impurity = if p.parent.is_none() {
+            sq_sum / count as f64 - (sum / count as f64).powi(2)
+        } else {
+            p.impurity
+        };
+        let mut split = None;
+        let mut last_sorted = None;
+        if p.depth < max_depth && count >= 2 && impurity > f64::EPSILON {
+            // Each feature's best split (the first strictly best position) or None if constant.
+            let mut constant = vec![false; d];
+            let mut best_of: Vec<Option<Best>> = vec![None; d];
+            for f in 0..d {
+                let v = &values[f][p.start..p.end];
+                if f64::from(v[count - 1]) <= f64::from(v[0]) + FEATURE_THRESHOLD {
+                    constant[f] = true;
                     continue;
                 }
-                let v = column[i];
-                if count[s] > 0 && f64::from(v) > f64::from(prev[s]) + FEATURE_THRESHOLD {
-                    let g = &open[s];
-                    let (nl, nr) = (count[s] as f64, (g.n - count[s]) as f64);
-                    let sl = left_sum[s];
-                    let sr = g.sum - sl;
-                    let proxy = sl * sl / nl + sr * sr / nr;
-                    if best[s].is_none_or(|b| proxy > b.proxy) {
-                        let (a, b) = (f64::from(prev[s]), f64::from(v));
+                let order = &index[f][p.start..p.end];
+                let (mut pos, mut left_sum) = (0, 0.0);
+                for q in 1..count {
+                    if f64::from(v[q]) <= f64::from(v[q - 1]) + FEATURE_THRESHOLD {
+                        continue;
+                    }
+                    left_sum = update(order, target, sum, pos, left_sum, q);
+                    pos = q;
+                    let right_sum = sum - left_sum;
+                    let proxy = left_sum * left_sum / q as f64 + right_sum * right_sum / (count - q) as f64;
+                    if best_of[f].is_none_or(|b| proxy > b.proxy) {
+                        let (a, b) = (f64::from(v[q - 1]), f64::from(v[q]));
                         let mut threshold = a / 2.0 + b / 2.0;
                         if threshold == b || threshold.is_infinite() {
                             threshold = a;
                         }
-                        best[s] = Some(Best { proxy, feature: f, threshold });
+                        best_of[f] = Some(Best { proxy, feature: f, left: q, threshold });
                     }
                 }
-                count[s] += 1;
-                left_sum[s] += target[i];
-                prev[s] = v;
             }
-        }
-        // Create the children of every node that found a split, then move its points.
-        let mut children = vec![(usize::MAX, usize::MAX); open.len()];
-        for (s, b) in best.iter().enumerate() {
-            if let Some(b) = b {
-                let (l, r) = (nodes.len(), nodes.len() + 1);
-                nodes.push(Node::Leaf { value: 0.0 });
-                nodes.push(Node::Leaf { value: 0.0 });
-                nodes[open[s].id] =
-                    Node::Split { feature: b.feature, threshold: b.threshold, left: l, right: r };
-                children[s] = (l, r);
-            }
-        }
-        let mut stats = vec![(0usize, 0.0f64, 0.0f64); nodes.len()];
-        for i in 0..n {
-            let s = slot_of.get(node_of[i]).copied().unwrap_or(usize::MAX);
-            if s == usize::MAX || children[s].0 == usize::MAX {
-                continue;
-            }
-            let Some(b) = best[s] else { continue };
-            let child =
-                if f64::from(x.columns[b.feature][i]) <= b.threshold { children[s].0 } else { children[s].1 };
-            node_of[i] = child;
-            let y = target[i];
-            let st = &mut stats[child];
-            st.0 += 1;
-            st.1 += y;
-            st.2 += y * y;
-        }
-        let mut next = Vec::new();
-        for (s, g) in open.iter().enumerate() {
-            let (l, r) = children[s];
-            if l == usize::MAX {
-                continue;
-            }
-            let (nl, sl, ql) = stats[l];
-            let (nr, sr, qr) = (g.n - nl, g.sum - sl, g.sq_sum - ql);
-            let il = ql / nl as f64 - (sl / nl as f64).powi(2);
-            let ir = qr / nr as f64 - (sr / nr as f64).powi(2);
-            // scikit-learn's min_impurity_decrease = 0 check, weighted by the node's share.
-            let n_node = g.n as f64;
-            let improvement =
-                n_node / n as f64 * (g.impurity - nr as f64 / n_node * ir - nl as f64 / n_node * il);
-            if improvement + f64::EPSILON < 0.0 {
-                // Undo: the node stays a leaf (its children keep no points).
-                for c in node_of.iter_mut() {
-                    if *c == l || *c == r {
-                        *c = g.id;
-                    }
+            // scikit-learn's feature draws (Fisher-Yates over the features not known constant).
+            let (mut f_i, mut visited, mut found, mut drawn) = (d, 0, 0, 0);
+            let known = p.n_constant;
+            let mut total = known;
+            let mut best: Option<Best> = None;
+            while f_i > total && (visited < d || visited <= found + drawn) {
+                visited += 1;
+                let mut f_j = rand_int(drawn, f_i - found, &mut rand);
+                if f_j < known {
+                    features.swap(drawn, f_j);
+                    drawn += 1;
+                    continue;
                 }
-                nodes[g.id] = Node::Leaf { value: 0.0 };
-                continue;
+                f_j += found;
+                let feature = features[f_j];
+                if constant[feature] {
+                    features.swap(f_j, total);
+                    found += 1;
+                    total += 1;
+                    continue;
+                }
+                f_i -= 1;
+                features.swap(f_i, f_j);
+                last_sorted = Some(feature);
+                if let Some(b) = best_of[feature]
+                    && best.is_none_or(|current| b.proxy > current.proxy)
+                {
+                    best = Some(b);
+                }
             }
-            if let Some(b) = best[s] {
-                importance[b.feature] += n_node * g.impurity - nl as f64 * il - nr as f64 * ir;
-            }
-            next.push(Grow { id: l, n: nl, sum: sl, sq_sum: ql, impurity: il });
-            next.push(Grow { id: r, n: nr, sum: sr, sq_sum: qr, impurity: ir });
+            features[..known].copy_from_slice(&constant_features[..known]);
+            constant_features[known..known + found].copy_from_slice(&features[known..known + found]);
+            split = best.map(|b| (b, total));
         }
-        level = next;
+        let mut is_leaf = true;
+        if let (Some((b, n_constant)), Some(last)) = (split, last_sorted) {
+            let f = b.feature;
+            // scikit-learn's samples are now sorted by the last feature it sorted; its final
+            // partition swaps right-going samples to the end.
+            let node_samples = &mut samples[p.start..p.end];
+            node_samples.copy_from_slice(&index[last][p.start..p.end]);
+            let column = &x.columns[f];
+            let (mut q, mut partition_end) = (0, count - 1);
+            while q < partition_end {
+                if f64::from(column[node_samples[q] as usize]) <= b.threshold {
+                    q += 1;
+                } else {
+                    node_samples.swap(q, partition_end);
+                    partition_end -= 1;
+                }
+            }
+            let sl = update(node_samples, target, sum, 0, 0.0, b.left);
+            let mut ql = 0.0;
+            for &i in &node_samples[..b.left] {
+                let y = target[i as usize];
+                ql += y * y;
+            }
+            let (nl, nr) = (b.left as f64, (count - b.left) as f64);
+            let (sr, qr) = (sum - sl, sq_sum - ql);
+            let il = ql / nl - (sl / nl).powi(2);
+            let ir = qr / nr - (sr / nr).powi(2);
+            let n_node = count as f64;
+            let improvement = n_node / n as f64 * (impurity - nr / n_node * ir - nl / n_node * il);
+            if improvement + f64::EPSILON >= 0.0 {
+                is_leaf = false;
+                importance[f] += n_node * impurity - nl * il - nr * ir;
+                for &i in &node_samples[..b.left] {
+                    go_left[i as usize] = true;
+                }
+                // Stable partition of every feature's range: left points first.
+                for g in 0..d {
+                    buffer_v.clear();
+                    buffer_i.clear();
+                    let (vs, is) = (&mut values[g][p.start..p.end], &mut index[g][p.start..p.end]);
+                    let mut w = 0;
+                    for q in 0..count {
+                        if go_left[is[q] as usize] {
+                            vs[w] = vs[q];
+                            is[w] = is[q];
+                            w += 1;
+                        } else {
+                            buffer_v.push(vs[q]);
+                            buffer_i.push(is[q]);
+                        }
+                    }
+                    vs[w..].copy_from_slice(&buffer_v);
+                    is[w..].copy_from_slice(&buffer_i);
+                }
+                for &i in &samples[p.start..p.start + b.left] {
+                    go_left[i as usize] = false;
+                }
+                nodes[id] =
+                    Node::Split { feature: f, threshold: b.threshold, left: usize::MAX, right: usize::MAX };
+                let mid = p.start + b.left;
+                stack.push(Pending {
+                    start: mid,
+                    end: p.end,
+                    depth: p.depth + 1,
+                    parent: Some((id, false)),
+                    impurity: ir,
+                    n_constant,
+                });
+                stack.push(Pending {
+                    start: p.start,
+                    end: mid,
+                    depth: p.depth + 1,
+                    parent: Some((id, true)),
+                    impurity: il,
+                    n_constant,
+                });
+            }
+        }
+        if is_leaf {
+            for &i in &samples[p.start..p.end] {
+                leaf_of[i as usize] = id;
+            }
+        }
     }
     importance.iter_mut().for_each(|v| *v /= n as f64);
-    (Tree { nodes }, node_of, importance)
+    (Tree { nodes }, leaf_of, importance)
 }
 
 /// A fitted classifier.
@@ -291,19 +506,22 @@ impl Gbt {
             counts[v as usize] += 1;
         }
         let prior: Vec<f64> = counts.iter().map(|&c| (c as f64 / n as f64).clamp(eps, 1.0 - eps)).collect();
+        // scikit-learn's link of the prior: scipy's logit for two classes, log(p / gmean(p)) else.
         let init: Vec<f64> = if k_trees == 1 {
-            vec![(prior[1] / (1.0 - prior[1])).ln()]
+            vec![logit(prior[1])]
         } else {
             let logs: Vec<f64> = prior.iter().map(|p| p.ln()).collect();
-            let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-            logs.iter().map(|l| l - mean).collect()
+            let geometric_mean = (numpy_sum(&logs) / logs.len() as f64).exp();
+            prior.iter().map(|p| (p / geometric_mean).ln()).collect()
         };
         let mut raw: Vec<f64> = (0..n).flat_map(|_| init.iter().copied()).collect();
         let mut stages = Vec::with_capacity(settings.n_estimators);
         let mut importance_sum = vec![0.0; x.columns.len()];
         let mut relevant = 0usize;
         let factor = (num_classes as f64 - 1.0) / num_classes as f64;
+        let mut random_state = Mt19937::new(settings.random_state);
         for _ in 0..settings.n_estimators {
+            let seeds: Vec<u32> = (0..k_trees).map(|_| random_state.splitter_seed()).collect();
             let neg = if k_trees == 1 {
                 binomial_neg_gradient(&raw, y)
             } else {
@@ -313,33 +531,37 @@ impl Gbt {
                 .into_par_iter()
                 .map(|k| {
                     let target: Vec<f64> = (0..n).map(|i| neg[i * k_trees + k]).collect();
-                    let (mut tree, leaf_of, importance) = fit_tree(x, &target, settings.max_depth);
+                    let (mut tree, leaf_of, importance) = fit_tree(x, &target, settings.max_depth, seeds[k]);
                     // One Newton step per leaf.
-                    let mut num = vec![0.0; tree.nodes.len()];
-                    let mut den = vec![0.0; tree.nodes.len()];
-                    let mut cnt = vec![0usize; tree.nodes.len()];
-                    for i in 0..n {
-                        let truth = if k_trees == 1 {
-                            f64::from(y[i])
-                        } else {
-                            f64::from(u8::from(y[i] as usize == k))
-                        };
-                        let prob = truth - target[i];
-                        num[leaf_of[i]] += target[i];
-                        den[leaf_of[i]] += prob * (1.0 - prob);
-                        cnt[leaf_of[i]] += 1;
+                    // One Newton step per leaf, averaged over its points in index order as numpy does.
+                    let mut members: Vec<Vec<usize>> = vec![Vec::new(); tree.nodes.len()];
+                    for (i, &leaf) in leaf_of.iter().enumerate() {
+                        members[leaf].push(i);
                     }
                     for (id, node) in tree.nodes.iter_mut().enumerate() {
                         if let Node::Leaf { value } = node {
-                            if cnt[id] == 0 {
+                            if members[id].is_empty() {
                                 continue;
                             }
-                            let c = cnt[id] as f64;
-                            let mut numerator = num[id] / c;
+                            let c = members[id].len() as f64;
+                            let neg: Vec<f64> = members[id].iter().map(|&i| target[i]).collect();
+                            let hessian: Vec<f64> = members[id]
+                                .iter()
+                                .map(|&i| {
+                                    let truth = if k_trees == 1 {
+                                        f64::from(y[i])
+                                    } else {
+                                        f64::from(u8::from(y[i] as usize == k))
+                                    };
+                                    let prob = truth - target[i];
+                                    prob * (1.0 - prob)
+                                })
+                                .collect();
+                            let mut numerator = numpy_sum(&neg) / c;
                             if k_trees > 1 {
                                 numerator *= factor;
                             }
-                            let denominator = den[id] / c;
+                            let denominator = numpy_sum(&hessian) / c;
                             *value = if denominator.abs() < 1e-150 { 0.0 } else { numerator / denominator };
                         }
                     }
@@ -402,4 +624,23 @@ fn decide(raw: &[f64]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mt19937_and_splitter_seeds_match_numpy() {
+        // The reference MT19937 output for seed 5489.
+        assert_eq!(Mt19937::new(5489).next_u32(), 3_499_211_612);
+        // [np.random.RandomState(0).randint(0, 2**31 - 1) for _ in range(3)]
+        let mut r = Mt19937::new(0);
+        let seeds: Vec<u32> = (0..3).map(|_| r.splitter_seed()).collect();
+        assert_eq!(seeds, [209_652_396, 398_764_591, 924_231_285]);
+        // The 700th draw of RandomState(12345), past the first regeneration of the state.
+        let mut r = Mt19937::new(12_345);
+        let last = (0..700).map(|_| r.splitter_seed()).last();
+        assert_eq!(last, Some(635_552_432));
+    }
 }
