@@ -301,3 +301,25 @@ mod invariance {
         }
     }
 }
+
+#[test]
+fn settings_round_trip_through_json() {
+    let dci_settings = DciSettings::default();
+    let json = serde_json::to_string(&dci_settings).expect("json");
+    assert!(json.contains("\"kind\":\"gradient_boosting\"") && json.contains("\"random_state\":0"), "{json}");
+    assert_eq!(serde_json::from_str::<DciSettings>(&json).expect("back"), dci_settings);
+    let sap_settings = SapSettings::default();
+    let json = serde_json::to_string(&sap_settings).expect("json");
+    assert!(json.contains("\"kind\":\"discrete\",\"c\":0.01"), "{json}");
+    assert_eq!(serde_json::from_str::<SapSettings>(&json).expect("back"), sap_settings);
+    let partial: MigSettings = serde_json::from_str(r#"{"factors": [1, 2, 3, 4]}"#).expect("partial");
+    assert_eq!(partial.discretization.num_bins, 20);
+    assert!(serde_json::from_str::<MigSettings>(r#"{"bins": 10}"#).is_err());
+    for text in [
+        serde_json::to_string(&FactorVaeSettings::default()),
+        serde_json::to_string(&BetaVaeSettings::default()),
+        serde_json::to_string(&ModularitySettings::default()),
+    ] {
+        assert!(text.expect("json").contains("\"codes\":\"mean\""));
+    }
+}
