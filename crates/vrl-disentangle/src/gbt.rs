@@ -309,15 +309,21 @@ fn fit_tree(x: &Features, target: &[f64], max_depth: usize, seed: u32) -> (Tree,
                 }
                 let order = &index[f][p.start..p.end];
                 let (mut pos, mut left_sum) = (0, 0.0);
+                let mut best_proxy = f64::NEG_INFINITY;
                 for q in 1..count {
                     if f64::from(v[q]) <= f64::from(v[q - 1]) + FEATURE_THRESHOLD {
                         continue;
                     }
-                    left_sum = update(order, target, sum, pos, left_sum, q);
+                    left_sum = if q - pos == 1 {
+                        left_sum + target[order[pos] as usize]
+                    } else {
+                        update(order, target, sum, pos, left_sum, q)
+                    };
                     pos = q;
                     let right_sum = sum - left_sum;
                     let proxy = left_sum * left_sum / q as f64 + right_sum * right_sum / (count - q) as f64;
-                    if best_of[f].is_none_or(|b| proxy > b.proxy) {
+                    if proxy > best_proxy || best_of[f].is_none() {
+                        best_proxy = proxy;
                         let (a, b) = (f64::from(v[q - 1]), f64::from(v[q]));
                         let mut threshold = a / 2.0 + b / 2.0;
                         if threshold == b || threshold.is_infinite() {
@@ -396,24 +402,27 @@ fn fit_tree(x: &Features, target: &[f64], max_depth: usize, seed: u32) -> (Tree,
                 for &i in &node_samples[..b.left] {
                     go_left[i as usize] = true;
                 }
-                // Stable partition of every feature's range: left points first.
-                for g in 0..d {
-                    buffer_v.clear();
-                    buffer_i.clear();
+                // Stable partition of every feature's range, left points first (not needed when
+                // the children are leaves by depth).
+                let children_split = p.depth + 1 < max_depth;
+                for g in (0..d).filter(|_| children_split) {
+                    buffer_v.resize(count, 0.0);
+                    buffer_i.resize(count, 0);
                     let (vs, is) = (&mut values[g][p.start..p.end], &mut index[g][p.start..p.end]);
-                    let mut w = 0;
+                    // Branch-free: every point is written to both places, one counter advances.
+                    let (mut w, mut r) = (0, 0);
                     for q in 0..count {
-                        if go_left[is[q] as usize] {
-                            vs[w] = vs[q];
-                            is[w] = is[q];
-                            w += 1;
-                        } else {
-                            buffer_v.push(vs[q]);
-                            buffer_i.push(is[q]);
-                        }
+                        let (value, i) = (vs[q], is[q]);
+                        let left = usize::from(go_left[i as usize]);
+                        vs[w] = value;
+                        is[w] = i;
+                        buffer_v[r] = value;
+                        buffer_i[r] = i;
+                        w += left;
+                        r += 1 - left;
                     }
-                    vs[w..].copy_from_slice(&buffer_v);
-                    is[w..].copy_from_slice(&buffer_i);
+                    vs[w..].copy_from_slice(&buffer_v[..r]);
+                    is[w..].copy_from_slice(&buffer_i[..r]);
                 }
                 for &i in &samples[p.start..p.start + b.left] {
                     go_left[i as usize] = false;
