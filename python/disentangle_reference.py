@@ -272,6 +272,9 @@ def make_cases(rng):
 def main():
     print(f"scikit-learn {sklearn.__version__}, numpy {np.__version__}, scipy {scipy.__version__}")
     rng = np.random.default_rng(20261123)
+    # disentanglement_lib's calls leave scikit-learn's random_state unset, which draws from numpy's
+    # global RandomState: seed it so that this script writes the same fixtures every time.
+    np.random.seed(0)
     tensors = {}
     expected = {"versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "scipy": scipy.__version__}}
     expected["train_percentage"] = TRAIN_PERCENTAGE
