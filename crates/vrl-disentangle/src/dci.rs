@@ -9,8 +9,10 @@
 //!
 //! The importance model is a setting. The default, [`Importance::GradientBoosting`] with
 //! scikit-learn's defaults (100 stages, learning rate 0.1, depth 3), is disentanglement_lib's
-//! `GradientBoostingClassifier()`, re-implemented tree for tree (see the `gbt` module's notes on
-//! ties). Eastwood and Williams themselves used Lasso / random-forest regressors on continuous
+//! `GradientBoostingClassifier()`, re-implemented tree for tree: with the same `random_state`
+//! (scikit-learn's seed for the order in which each node's features are tried, which decides between
+//! equally good splits; 0 here, unset and so different every run in disentanglement_lib) the trees,
+//! importances and accuracies are scikit-learn's. Eastwood and Williams themselves used Lasso / random-forest regressors on continuous
 //! factors, which give different numbers; this crate does not implement those.
 
 use ndarray::{ArrayView2, s};

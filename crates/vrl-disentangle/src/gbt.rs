@@ -13,8 +13,11 @@
 //!
 //! Where two features give equally good splits, scikit-learn keeps the first in a random feature
 //! order drawn per node from `random_state`; that order is reproduced here (numpy's MT19937 seeding
-//! each tree's xorshift splitter, the draws of `node_split_best`), so with the same `random_state`
-//! the trees are scikit-learn's, up to the last bits of the sums.
+//! each tree's xorshift splitter, the draws of `node_split_best`), and sums are taken in
+//! scikit-learn's sample order (its partition of each node, its forward or backward criterion
+//! updates, numpy's pairwise sums for the leaf values), so with the same `random_state` the trees
+//! are scikit-learn's. The one known difference: among points with exactly equal feature values
+//! scikit-learn's introsort leaves an arbitrary order, which can change the last bits of a sum.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
