@@ -1,4 +1,5 @@
-"""Generates the timm reference fixtures of the model zoo (`crates/vrl-models/tests/fixtures/models/`).
+"""Generates the timm reference fixtures of the model zoo, which `crates/vrl-models/tests/timm_reference.rs`
+runs on first use (into `target/tmp/model-reference/<hash of this script, the cases and the pins>/`).
 
 For each case of every module in `python/model_cases/` (each defines `CASES`, a list of dicts), it
 builds the timm model (`timm_name` with `timm_kwargs`: small depths and widths, so fixtures stay small;
@@ -14,30 +15,40 @@ both are deterministic), and writes one safetensors file per case with
     grad/<key>     sum(w * logits) in train mode with respect to every parameter
 
 and metadata `{"timm": version, "torch": version, "vrl_model": name, "vrl_args": {...}}`, where
-`vrl_args` are the `vrl_models::ModelArgs` that build the same network in vrl. It also writes
-`param_counts.json`: the parameter count of every registered model at its default configuration, as
-timm reports it (for `vrl models list`, whose counts must be equal).
+`vrl_args` are the `vrl_models::ModelArgs` that build the same network in vrl. A case with
+`"drop_path": {...}` instead records train-mode logits with stochastic depth on, drawn from
+`torch.manual_seed(seed)` (see model_cases/README.md). It also writes `param_counts.json`: the
+number of trainable parameters of every registered model at its default configuration, as timm
+(or, for the models timm does not register, timm's classes built with the paper's arguments)
+reports it; `vrl models list` must show the same counts.
 
-The Rust test `crates/vrl-models/tests/timm_reference.rs` loads the weights into vrl's model by their
-timm keys (so the test fails on any key or shape difference) and compares the logits.
+The Rust test loads the weights into vrl's model by their timm keys (so the test fails on any key or
+shape difference) and compares the logits. timm's version must be the one pinned in
+`python/requirements.txt`, which `cargo xtask test` installs into the venv. Usage:
 
-Usage (timm is needed only here, not by the tests):
-
-    $VRL_PYTHON -m pip install timm==1.0.31
-    $VRL_PYTHON python/model_reference.py [CASE...]
+    $VRL_PYTHON python/model_reference.py --out DIR [CASE...]
 """
 
+import argparse
 import importlib
 import json
 import pathlib
-import sys
+import time
 
 import timm
 import torch
 from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT = ROOT / "crates" / "vrl-models" / "tests" / "fixtures" / "models"
+
+
+def pinned_version(package):
+    """The version `python/requirements.txt` pins `package` to."""
+    for line in (ROOT / "python" / "requirements.txt").read_text().splitlines():
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if name == package:
+            return version
+    raise SystemExit(f"python/requirements.txt pins no version of {package}")
 
 
 def load_cases():
@@ -62,9 +73,12 @@ def create(name, kwargs=None, source="timm"):
     return timm.create_model(name, pretrained=False, **(kwargs or {}))
 
 
-def param_count(name, kwargs=None, source="timm"):
-    model = create(name, kwargs, source)
-    return sum(p.numel() for p in model.parameters())
+def param_count(build):
+    """Trainable parameters of the model `build()` returns, built on the meta device (no memory, no
+    initialisation work: counting every full-size model takes seconds instead of tens)."""
+    with torch.device("meta"):
+        model = build()
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def randomize_norms(model):
@@ -81,7 +95,7 @@ def randomize_norms(model):
     return model
 
 
-def run_case(case):
+def run_case(case, out):
     torch.manual_seed(case.get("seed", 0))
     if "build" in case:  # built through the family's class, for shrinking what create_model cannot
         model = case["build"]()
@@ -132,26 +146,41 @@ def run_case(case):
         "vrl_model": case["vrl_model"],
         "vrl_args": json.dumps(case.get("vrl_args", {})),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{case['case']}.safetensors"
+    path = out / f"{case['case']}.safetensors"
     save_file(tensors, str(path), metadata=meta)
     size = path.stat().st_size
     print(f"{case['case']}: {sum(p.numel() for p in model.parameters())} params, {size / 1e6:.2f} MB")
 
 
 def main():
-    wanted = set(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="directory for the fixtures")
+    parser.add_argument("cases", nargs="*", help="only these cases (default: all)")
+    args = parser.parse_args()
+    want = pinned_version("timm")
+    if timm.__version__ != want:
+        raise SystemExit(
+            f"timm {timm.__version__} is installed, python/requirements.txt pins {want}: "
+            "run `cargo xtask test`, which installs the pinned version"
+        )
+    start = time.perf_counter()
     cases = load_cases()
+    unknown = set(args.cases) - {c["case"] for c in cases}
+    if unknown:
+        raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
+    args.out.mkdir(parents=True, exist_ok=True)
     for case in cases:
-        if not wanted or case["case"] in wanted:
-            run_case(case)
-    counts_path = OUT / "param_counts.json"
-    counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
+        if not args.cases or case["case"] in args.cases:
+            run_case(case, args.out)
+    counts = {}
     for case in cases:
+        source = case.get("source", "timm")
         for name in case.get("count_models", []):
-            if not wanted or case["case"] in wanted or name not in counts:
-                counts[name] = param_count(name, source=case.get("source", "timm"))
-    counts_path.write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
+            counts[name] = param_count(lambda name=name: create(name, source=source))
+        for name, build in case.get("count_builds", {}).items():
+            counts[name] = param_count(build)
+    (args.out / "param_counts.json").write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
+    print(f"{len(cases)} cases and {len(counts)} parameter counts in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
