@@ -16,8 +16,9 @@ both are deterministic), and writes one safetensors file per case with
 
 and metadata `{"timm": version, "torch": version, "vrl_model": name, "vrl_args": {...}}`, where
 `vrl_args` are the `vrl_models::ModelArgs` that build the same network in vrl. A case with
-`"drop_path": {...}` instead records train-mode logits with stochastic depth on, drawn from
-`torch.manual_seed(seed)` (see model_cases/README.md). It also writes `param_counts.json`: the
+`"train_seed": s` has stochastic depth on (`drop_path_rate` > 0): its train-mode forward passes start
+from `torch.manual_seed(s)` (metadata `train_seed`), so that vrl, seeding LibTorch's shared CPU
+generator with `tch::manual_seed(s)`, must draw the same per-sample masks in the same order. It also writes `param_counts.json`: the
 number of trainable parameters of every registered model at its default configuration, as timm
 (or, for the models timm does not register, timm's classes built with the paper's arguments)
 reports it; `vrl models list` must show the same counts.
@@ -120,11 +121,22 @@ def run_case(case, out):
     gen = torch.Generator().manual_seed(1234)
     x = torch.randn(n, c, h, w, generator=gen)
     tensors = {f"state/{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    seed = case.get("train_seed")
+
+    def train_forward(seed=seed):
+        # Stochastic depth draws from the global CPU generator, which LibTorch shares with tch: the
+        # Rust test seeds `tch::manual_seed(train_seed)` and must draw the same masks in the same order.
+        if seed is not None:
+            torch.manual_seed(seed)
+        return model(x)
+
     with torch.no_grad():
         model.eval()
         logits_eval = model(x)
         model.train()
-        logits_train = model(x)
+        logits_train = train_forward()
+        if seed is not None and torch.equal(train_forward(seed + 1), logits_train):
+            raise SystemExit(f"{case['case']}: the train-mode logits do not depend on the seed (no drop path?)")
     tensors["input"] = x
     tensors["logits_eval"] = logits_eval.contiguous()
     tensors["logits_train"] = logits_train.contiguous()
@@ -132,7 +144,7 @@ def run_case(case, out):
         # Gradients of a fixed linear function of the train-mode logits, for one case per family.
         weight = torch.randn(logits_train.shape, generator=torch.Generator().manual_seed(99))
         model.zero_grad(set_to_none=True)
-        (model(x) * weight).sum().backward()
+        (train_forward() * weight).sum().backward()
         tensors["loss_weight"] = weight
         for k, p in model.named_parameters():
             if p.grad is not None:
@@ -146,6 +158,8 @@ def run_case(case, out):
         "vrl_model": case["vrl_model"],
         "vrl_args": json.dumps(case.get("vrl_args", {})),
     }
+    if seed is not None:
+        meta["train_seed"] = str(seed)
     path = out / f"{case['case']}.safetensors"
     save_file(tensors, str(path), metadata=meta)
     size = path.stat().st_size

@@ -40,4 +40,14 @@ CASES = [
         "input_shape": (2, 3, 32, 32),
         "perturb": 0.05,
     },
+    {
+        "case": "convnext_atto_drop_path",
+        "timm_name": "convnext_atto",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 8, 16, 16), num_classes=4, drop_path_rate=0.5),
+        "vrl_model": "convnext_atto",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 8, 16, 16], num_classes=4, drop_path_rate=0.5),
+        "input_shape": (8, 3, 32, 32),
+        "perturb": 0.05,
+        "train_seed": 12,
+    },
 ]

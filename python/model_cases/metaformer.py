@@ -178,4 +178,16 @@ CASES = [
         "input_shape": (2, 3, 32, 32),
         "perturb": 0.05,
     },
+    {
+        # Stochastic depth on both branches of every block, in the NCHW and the token stages.
+        "case": "caformer_s12_drop_path",
+        "timm_name": "caformer_s12",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 32), num_classes=3, drop_path_rate=0.5),
+        "build": lambda: caformer(depths=(1, 1, 2, 1), dims=(8, 16, 32, 32), num_classes=3, drop_path_rate=0.5),
+        "vrl_model": "caformer_s12",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 32, 32], num_classes=3, drop_path_rate=0.5),
+        "input_shape": (8, 3, 32, 32),
+        "perturb": 0.05,
+        "train_seed": 13,
+    },
 ]

@@ -126,6 +126,15 @@ fn generate() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// For a fixture with stochastic depth (metadata `train_seed`): seeds LibTorch's CPU generator as
+/// the script seeded torch's before its train-mode forward, so that the per-sample masks are the
+/// same draws (tch and torch share LibTorch's generator and its bernoulli kernel).
+fn seed_train(meta: &HashMap<String, String>) {
+    if let Some(seed) = meta.get("train_seed") {
+        tch::manual_seed(seed.parse().unwrap());
+    }
+}
+
 /// The fixture files, sorted.
 fn cases() -> Vec<PathBuf> {
     let mut cases: Vec<PathBuf> = fs::read_dir(fixtures())
@@ -163,6 +172,7 @@ fn logits_match_timm() {
         }
         let x = &tensors["input"];
         let eval = tch::no_grad(|| model.forward_t(x, false));
+        seed_train(&meta);
         let train = tch::no_grad(|| model.forward_t(x, true));
         // float32 through a few dozen layers: differences of summation order stay near 1e-5.
         for (mode, ours, theirs) in
@@ -211,6 +221,7 @@ fn gradients_match_timm() {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = vrl_models::create(&meta["vrl_model"], &vs.root(), &args).unwrap();
         load_into_varstore(&vs, &state, path).unwrap();
+        seed_train(&meta);
         (model.forward_t(&tensors["input"], true) * weight).sum(tch::Kind::Float).backward();
         let vars = vs.variables();
         let scale = tensors
