@@ -31,7 +31,7 @@ commands:
                                clippy -D warnings, nextest, doc tests
   bench [GROUP] [--rounds N] [--compare-only]
                                libtorch + data + build, criterion benches, then vrl against PyTorch
-                               (GROUP: train or data, default all; N alternating rounds each, default 3;
+                               (GROUP: train, data or models, default all; N alternating rounds each, default 3;
                                --compare-only skips criterion)
   help                         this text
 

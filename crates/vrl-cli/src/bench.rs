@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// `data`: examples in the in-memory CIFAR-format data set.
     #[arg(long, default_value_t = 50_000)]
     images: usize,
+    /// `model-step`: the model (see `vrl models list`).
+    #[arg(long, default_value = "resnet18")]
+    model: String,
+    /// `model-step`: a model argument, e.g. `--set model.num_classes=100` (repeatable); the input is
+    /// `[batch, in_chans, img_size, img_size]` (default 3 channels, 32×32).
+    #[arg(long = "set", value_name = "model.KEY=VALUE")]
+    set: Vec<String>,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -40,12 +47,17 @@ enum What {
     MnistStep,
     /// The loader on CIFAR-format records: decode, pad-4 random crop, flip, normalise, batch, as tensors.
     Data,
+    /// One training step of a zoo model (`--model`, `--set`): forward in train mode, cross-entropy,
+    /// backward, AdamW (lr 1e-3, weight decay 0.05 on weights of two or more dimensions).
+    ModelStep,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = vrl_train::configure_threads(args.threads.unwrap_or(0));
-    if let What::Data = args.what {
-        return data(&args);
+    match args.what {
+        What::Data => return data(&args),
+        What::ModelStep => return model_step(&args, threads),
+        What::MnistStep => {}
     }
     tch::manual_seed(0);
     let hp = HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"])?;
@@ -78,6 +90,51 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `model-step`: the PyTorch twin is `python/bench_model_step.py` (timm's model of the same name).
+fn model_step(args: &BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
+    let margs = crate::models::model_args(&args.set)?;
+    tch::manual_seed(0);
+    let hp = HParams::parse(&["lr=1e-3", "weight_decay=0.05"])?;
+    let mut ts = TrainStep::new(&args.model, &margs, "adamw", &hp, Device::Cpu)?;
+    let side = margs.img_size.unwrap_or(32);
+    let classes = margs.num_classes_or(1000);
+    let x = Tensor::randn([args.batch_size, margs.in_chans(), side, side], (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(classes, [args.batch_size], (Kind::Int64, Device::Cpu));
+    let (steps, secs) = time_steps(args.seconds, || {
+        let (loss, _) = ts.step(&x, &y, 1e-3)?;
+        let loss = loss.double_value(&[]);
+        anyhow::ensure!(loss.is_finite(), "{}: the loss is not finite ({loss})", args.model);
+        Ok(())
+    })?;
+    let ips = (steps as f64 * args.batch_size as f64) / secs;
+    let name = format!("{}_step", args.model);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "impl": "vrl", "model": args.model, "batch_size": args.batch_size,
+                "threads": threads, "steps": steps, "images_per_sec": ips})
+        );
+    } else {
+        println!("{name}: {ips:.0} images/s ({steps} steps of {}, {threads} threads)", args.batch_size);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `step` 10 times to warm up, then until `seconds` have passed (at least 20 times); returns
+/// the timed steps and their seconds.
+fn time_steps(seconds: f64, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(u64, f64)> {
+    for _ in 0..10 {
+        step()?;
+    }
+    let start = Instant::now();
+    let mut steps = 0u64;
+    while steps < 20 || start.elapsed().as_secs_f64() < seconds {
+        step()?;
+        steps += 1;
+    }
+    Ok((steps, start.elapsed().as_secs_f64()))
 }
 
 /// CIFAR-10 binary records (label byte + 3072 planar RGB bytes) in memory; reading an example is
