@@ -57,6 +57,10 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time to spend in timed steps")
     parser.add_argument("--json", action="store_true", help="print one JSON line on stdout")
+    parser.add_argument("--phases", action="store_true",
+                        help="also print mean ms of forward+loss, backward and optimizer on stderr")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print torch.profiler's table of the N most expensive ops on stderr")
     args = parser.parse_args()
     if args.batch_size <= 0 or args.seconds < 0:
         parser.error("--batch-size must be positive and --seconds non-negative")
@@ -89,6 +93,34 @@ def main():
 
     for _ in range(WARMUP_STEPS):
         step()
+
+    if args.phases:
+        total, n = [0.0, 0.0, 0.0], 0
+        start = time.perf_counter()
+        cpu_start = time.process_time()
+        while n < MIN_STEPS or time.perf_counter() - start < args.seconds:
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(model(x), y)
+            loss.item()
+            t1 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            t2 = time.perf_counter()
+            opt.step()
+            t3 = time.perf_counter()
+            for i, t in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                total[i] += t
+            n += 1
+        cpu = (time.process_time() - cpu_start) / n * 1e3
+        print("phases (ms per step): forward+loss {:.1f}, backward {:.1f}, optimizer {:.1f}; CPU time {:.1f}".format(
+            *(t / n * 1e3 for t in total), cpu), file=sys.stderr)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile), file=sys.stderr)
 
     steps = 0
     start = time.perf_counter()
