@@ -1,4 +1,5 @@
-"""Generates the timm reference fixtures of the model zoo (`crates/vrl-models/tests/fixtures/models/`).
+"""Generates the timm reference fixtures of the model zoo, which `crates/vrl-models/tests/timm_reference.rs`
+runs on first use (into `target/tmp/model-reference/<hash of this script, the cases and the pins>/`).
 
 For each case of every module in `python/model_cases/` (each defines `CASES`, a list of dicts), it
 builds the timm model (`timm_name` with `timm_kwargs`: small depths and widths, so fixtures stay small;
@@ -14,30 +15,41 @@ both are deterministic), and writes one safetensors file per case with
     grad/<key>     sum(w * logits) in train mode with respect to every parameter
 
 and metadata `{"timm": version, "torch": version, "vrl_model": name, "vrl_args": {...}}`, where
-`vrl_args` are the `vrl_models::ModelArgs` that build the same network in vrl. It also writes
-`param_counts.json`: the parameter count of every registered model at its default configuration, as
-timm reports it (for `vrl models list`, whose counts must be equal).
+`vrl_args` are the `vrl_models::ModelArgs` that build the same network in vrl. A case with
+`"train_seed": s` has stochastic depth on (`drop_path_rate` > 0): its train-mode forward passes start
+from `torch.manual_seed(s)` (metadata `train_seed`), so that vrl, seeding LibTorch's shared CPU
+generator with `tch::manual_seed(s)`, must draw the same per-sample masks in the same order. It also writes `param_counts.json`: the
+number of trainable parameters of every registered model at its default configuration, as timm
+(or, for the models timm does not register, timm's classes built with the paper's arguments)
+reports it; `vrl models list` must show the same counts.
 
-The Rust test `crates/vrl-models/tests/timm_reference.rs` loads the weights into vrl's model by their
-timm keys (so the test fails on any key or shape difference) and compares the logits.
+The Rust test loads the weights into vrl's model by their timm keys (so the test fails on any key or
+shape difference) and compares the logits. timm's version must be the one pinned in
+`python/requirements.txt`, which `cargo xtask test` installs into the venv. Usage:
 
-Usage (timm is needed only here, not by the tests):
-
-    $VRL_PYTHON -m pip install timm==1.0.31
-    $VRL_PYTHON python/model_reference.py [CASE...]
+    $VRL_PYTHON python/model_reference.py --out DIR [CASE...]
 """
 
+import argparse
 import importlib
 import json
 import pathlib
-import sys
+import time
 
 import timm
 import torch
 from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT = ROOT / "crates" / "vrl-models" / "tests" / "fixtures" / "models"
+
+
+def pinned_version(package):
+    """The version `python/requirements.txt` pins `package` to."""
+    for line in (ROOT / "python" / "requirements.txt").read_text().splitlines():
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if name == package:
+            return version
+    raise SystemExit(f"python/requirements.txt pins no version of {package}")
 
 
 def load_cases():
@@ -62,9 +74,12 @@ def create(name, kwargs=None, source="timm"):
     return timm.create_model(name, pretrained=False, **(kwargs or {}))
 
 
-def param_count(name, kwargs=None, source="timm"):
-    model = create(name, kwargs, source)
-    return sum(p.numel() for p in model.parameters())
+def param_count(build):
+    """Trainable parameters of the model `build()` returns, built on the meta device (no memory, no
+    initialisation work: counting every full-size model takes seconds instead of tens)."""
+    with torch.device("meta"):
+        model = build()
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def randomize_norms(model):
@@ -81,7 +96,7 @@ def randomize_norms(model):
     return model
 
 
-def run_case(case):
+def run_case(case, out):
     torch.manual_seed(case.get("seed", 0))
     if "build" in case:  # built through the family's class, for shrinking what create_model cannot
         model = case["build"]()
@@ -106,11 +121,22 @@ def run_case(case):
     gen = torch.Generator().manual_seed(1234)
     x = torch.randn(n, c, h, w, generator=gen)
     tensors = {f"state/{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    seed = case.get("train_seed")
+
+    def train_forward(seed=seed):
+        # Stochastic depth draws from the global CPU generator, which LibTorch shares with tch: the
+        # Rust test seeds `tch::manual_seed(train_seed)` and must draw the same masks in the same order.
+        if seed is not None:
+            torch.manual_seed(seed)
+        return model(x)
+
     with torch.no_grad():
         model.eval()
         logits_eval = model(x)
         model.train()
-        logits_train = model(x)
+        logits_train = train_forward()
+        if seed is not None and torch.equal(train_forward(seed + 1), logits_train):
+            raise SystemExit(f"{case['case']}: the train-mode logits do not depend on the seed (no drop path?)")
     tensors["input"] = x
     tensors["logits_eval"] = logits_eval.contiguous()
     tensors["logits_train"] = logits_train.contiguous()
@@ -118,7 +144,7 @@ def run_case(case):
         # Gradients of a fixed linear function of the train-mode logits, for one case per family.
         weight = torch.randn(logits_train.shape, generator=torch.Generator().manual_seed(99))
         model.zero_grad(set_to_none=True)
-        (model(x) * weight).sum().backward()
+        (train_forward() * weight).sum().backward()
         tensors["loss_weight"] = weight
         for k, p in model.named_parameters():
             if p.grad is not None:
@@ -132,26 +158,43 @@ def run_case(case):
         "vrl_model": case["vrl_model"],
         "vrl_args": json.dumps(case.get("vrl_args", {})),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{case['case']}.safetensors"
+    if seed is not None:
+        meta["train_seed"] = str(seed)
+    path = out / f"{case['case']}.safetensors"
     save_file(tensors, str(path), metadata=meta)
     size = path.stat().st_size
     print(f"{case['case']}: {sum(p.numel() for p in model.parameters())} params, {size / 1e6:.2f} MB")
 
 
 def main():
-    wanted = set(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="directory for the fixtures")
+    parser.add_argument("cases", nargs="*", help="only these cases (default: all)")
+    args = parser.parse_args()
+    want = pinned_version("timm")
+    if timm.__version__ != want:
+        raise SystemExit(
+            f"timm {timm.__version__} is installed, python/requirements.txt pins {want}: "
+            "run `cargo xtask test`, which installs the pinned version"
+        )
+    start = time.perf_counter()
     cases = load_cases()
+    unknown = set(args.cases) - {c["case"] for c in cases}
+    if unknown:
+        raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
+    args.out.mkdir(parents=True, exist_ok=True)
     for case in cases:
-        if not wanted or case["case"] in wanted:
-            run_case(case)
-    counts_path = OUT / "param_counts.json"
-    counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
+        if not args.cases or case["case"] in args.cases:
+            run_case(case, args.out)
+    counts = {}
     for case in cases:
+        source = case.get("source", "timm")
         for name in case.get("count_models", []):
-            if not wanted or case["case"] in wanted or name not in counts:
-                counts[name] = param_count(name, source=case.get("source", "timm"))
-    counts_path.write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
+            counts[name] = param_count(lambda name=name: create(name, source=source))
+        for name, build in case.get("count_builds", {}).items():
+            counts[name] = param_count(build)
+    (args.out / "param_counts.json").write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
+    print(f"{len(cases)} cases and {len(counts)} parameter counts in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ CASES = [
         "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 24, 32], num_classes=5),
         "input_shape": (2, 3, 32, 32),
         "perturb": 0.05,
-        "count_models": ["convnext_tiny", "convnextv2_tiny", "convnextv2_atto"],
+        "count_models": ["convnext_tiny", "convnext_atto", "convnextv2_tiny", "convnextv2_atto"],
     },
     {
         "case": "convnextv2_tiny_gray",
@@ -29,5 +29,25 @@ CASES = [
         "vrl_args": dict(depths=[1, 2, 1, 1], widths=[8, 8, 16, 16], patch_size=2, num_classes=4),
         "input_shape": (3, 3, 32, 32),
         "perturb": 0.05,
+    },
+    {
+        # V1 with the 1x1-convolution MLP (timm's `conv_mlp`) and layer scale.
+        "case": "convnext_atto_small",
+        "timm_name": "convnext_atto",
+        "timm_kwargs": dict(depths=(1, 1, 1, 1), dims=(8, 16, 16, 24), num_classes=5),
+        "vrl_model": "convnext_atto",
+        "vrl_args": dict(depths=[1, 1, 1, 1], widths=[8, 16, 16, 24], num_classes=5),
+        "input_shape": (2, 3, 32, 32),
+        "perturb": 0.05,
+    },
+    {
+        "case": "convnext_atto_drop_path",
+        "timm_name": "convnext_atto",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 8, 16, 16), num_classes=4, drop_path_rate=0.5),
+        "vrl_model": "convnext_atto",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 8, 16, 16], num_classes=4, drop_path_rate=0.5),
+        "input_shape": (8, 3, 32, 32),
+        "perturb": 0.05,
+        "train_seed": 12,
     },
 ]

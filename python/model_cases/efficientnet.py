@@ -75,4 +75,14 @@ CASES = [
         input_shape=(3, 3, 32, 32),
         count_models=["efficientnet_b0"],
     ),
+    dict(
+        # Stochastic depth on the residual blocks (timm: rate * block / blocks), seeded.
+        case="efficientnet_b0_drop_path",
+        timm_name="vrl_efficientnet",
+        timm_kwargs=dict(channel_multiplier=0.1, depth_multiplier=0.34, num_classes=4, drop_path_rate=0.5),
+        vrl_model="efficientnet_b0",
+        vrl_args=dict(width_multiplier=0.1, depth_multiplier=0.34, num_classes=4, drop_path_rate=0.5),
+        input_shape=(8, 3, 32, 32),
+        train_seed=16,
+    ),
 ]

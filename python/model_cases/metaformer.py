@@ -1,7 +1,9 @@
-"""timm's MetaFormer baselines (PoolFormerV2, ConvFormer, CAFormer) in small configurations, and the
-paper's IdentityFormer and RandFormer, which timm does not register, built through timm's `MetaFormer`
-class with the paper's token mixers (perturbed: timm initialises residual scales and StarReLU scales
-to 1, biases and StarReLU shifts to 0, norms to 1, which would let a wrong layer go unnoticed)."""
+"""timm's MetaFormer baselines (PoolFormerV2, ConvFormer, CAFormer) in small configurations, the
+paper's IdentityFormer and RandFormer, and the BOCB study's ConvFormer-S12, CAFormer-S12 and
+AttentionFormer-S12, which timm does not register, built through timm's `MetaFormer` class with the
+paper's token mixers (perturbed: timm initialises residual scales and StarReLU scales to 1, biases
+and StarReLU shifts to 0, norms to 1, which would let a wrong layer go unnoticed). See
+`crates/vrl-models/src/metaformer.rs` for where the unregistered configurations come from."""
 
 import torch
 from timm.models.metaformer import (
@@ -48,6 +50,11 @@ def caformer(**kwargs):
     )
 
 
+def attentionformer(**kwargs):
+    """CAFormer with attention in every stage (BOCB's AttentionFormer)."""
+    return MetaFormer(token_mixers=Attention, norm_layers=LayerNormNoBias, **kwargs)
+
+
 def random_mixing(num_tokens):
     """RandomMixing over `num_tokens` tokens as a class (timm's stage checks `issubclass`)."""
 
@@ -62,6 +69,20 @@ def s12_baseline(token_mixers, **kwargs):
     return MetaFormer(token_mixers=token_mixers, norm_layers=GroupNorm1NoBias, use_mlp_head=False, **kwargs)
 
 
+S12 = dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512))
+
+# Full-size models that timm does not register, for `param_counts.json` (RandFormer's frozen mixing
+# matrices are not trainable and not counted, as in vrl).
+COUNT_BUILDS = {
+    "identityformer_s12": lambda: s12_baseline(torch.nn.Identity, **S12),
+    "randformer_s12": lambda: s12_baseline(
+        [torch.nn.Identity, torch.nn.Identity, random_mixing(196), random_mixing(49)], **S12
+    ),
+    "convformer_s12": lambda: convformer(**S12),
+    "caformer_s12": lambda: caformer(**S12),
+    "attentionformer_s12": lambda: attentionformer(**S12),
+}
+
 CASES = [
     {
         "case": "poolformerv2_s12_small",
@@ -73,6 +94,7 @@ CASES = [
         "input_shape": (2, 3, 32, 32),
         "perturb": 0.05,
         "count_models": ["poolformerv2_s12", "convformer_s18", "caformer_s18"],
+        "count_builds": COUNT_BUILDS,
     },
     {
         # widths 16 → 16: timm has no down-sampling where the width stays.
@@ -124,5 +146,48 @@ CASES = [
         "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 24, 32], num_classes=3, img_size=64),
         "input_shape": (2, 3, 64, 64),
         "perturb": 0.05,
+    },
+    {
+        "case": "convformer_s12_small",
+        "timm_name": "convformer_s12",
+        "timm_kwargs": dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), num_classes=5),
+        "build": lambda: convformer(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), num_classes=5),
+        "vrl_model": "convformer_s12",
+        "vrl_args": dict(depths=[1, 1, 1, 1], widths=[8, 16, 24, 32], num_classes=5),
+        "input_shape": (2, 3, 32, 32),
+        "perturb": 0.05,
+    },
+    {
+        "case": "caformer_s12_small",
+        "timm_name": "caformer_s12",
+        "timm_kwargs": dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 32), num_classes=4),
+        "build": lambda: caformer(depths=(1, 1, 1, 1), dims=(8, 16, 32, 32), num_classes=4),
+        "vrl_model": "caformer_s12",
+        "vrl_args": dict(depths=[1, 1, 1, 1], widths=[8, 16, 32, 32], num_classes=4),
+        "input_shape": (2, 3, 32, 32),
+        "perturb": 0.05,
+    },
+    {
+        # Attention from stage 0 on (8×8 tokens); stages 1 and 3 keep the width, so no down-sampling.
+        "case": "attentionformer_s12_small",
+        "timm_name": "attentionformer_s12",
+        "timm_kwargs": dict(depths=(1, 1, 1, 1), dims=(32, 32, 64, 64), num_classes=6),
+        "build": lambda: attentionformer(depths=(1, 1, 1, 1), dims=(32, 32, 64, 64), num_classes=6),
+        "vrl_model": "attentionformer_s12",
+        "vrl_args": dict(depths=[1, 1, 1, 1], widths=[32, 32, 64, 64], num_classes=6),
+        "input_shape": (2, 3, 32, 32),
+        "perturb": 0.05,
+    },
+    {
+        # Stochastic depth on both branches of every block, in the NCHW and the token stages.
+        "case": "caformer_s12_drop_path",
+        "timm_name": "caformer_s12",
+        "timm_kwargs": dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 32), num_classes=3, drop_path_rate=0.5),
+        "build": lambda: caformer(depths=(1, 1, 2, 1), dims=(8, 16, 32, 32), num_classes=3, drop_path_rate=0.5),
+        "vrl_model": "caformer_s12",
+        "vrl_args": dict(depths=[1, 1, 2, 1], widths=[8, 16, 32, 32], num_classes=3, drop_path_rate=0.5),
+        "input_shape": (8, 3, 32, 32),
+        "perturb": 0.05,
+        "train_seed": 13,
     },
 ]

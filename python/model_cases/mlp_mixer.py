@@ -24,4 +24,17 @@ CASES = [
         "input_shape": (3, 2, 24, 24),
         "perturb": 0.05,
     },
+    {
+        "case": "mixer_s16_drop_path",
+        "timm_name": "mixer_s16_224",
+        "timm_class": "timm.models.mlp_mixer.MlpMixer",
+        "timm_kwargs": dict(img_size=16, patch_size=4, embed_dim=16, num_blocks=3, num_classes=4,
+                            drop_path_rate=0.5),
+        "vrl_model": "mixer_s16_224",
+        "vrl_args": dict(img_size=16, patch_size=4, widths=[16], depths=[3], num_classes=4,
+                         drop_path_rate=0.5),
+        "input_shape": (8, 3, 16, 16),
+        "perturb": 0.05,
+        "train_seed": 15,
+    },
 ]

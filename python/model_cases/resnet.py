@@ -41,4 +41,17 @@ CASES = [
         "vrl_args": {"depths": [1, 1, 1, 1], "widths": [8, 16, 16, 32], "num_classes": 10, "cifar_stem": True},
         "input_shape": (2, 3, 32, 32),
     },
+    {
+        # Stochastic depth (timm: rate * block / (blocks - 1)) on the residual branch, seeded.
+        "case": "resnet18_drop_path",
+        "timm_name": "resnet18",
+        "timm_kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 8, 16, 16], "num_classes": 5,
+                        "drop_path_rate": 0.5},
+        "randomize_norms": True,
+        "vrl_model": "resnet18",
+        "vrl_args": {"depths": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "num_classes": 5,
+                     "drop_path_rate": 0.5},
+        "input_shape": (8, 3, 32, 32),
+        "train_seed": 11,
+    },
 ]

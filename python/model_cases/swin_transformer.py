@@ -44,4 +44,17 @@ CASES = [
         "input_shape": (3, 3, 40, 40),
         "perturb": 0.05,
     },
+    {
+        # Stochastic depth (Swin's default is 0.1; here 0.5), seeded.
+        "case": "swin_tiny_drop_path",
+        "timm_name": "swin_tiny_patch4_window7_224",
+        "timm_kwargs": dict(img_size=16, patch_size=2, window_size=4, embed_dim=8, depths=(2, 1),
+                            num_heads=(1, 2), num_classes=3, drop_path_rate=0.5),
+        "vrl_model": "swin_tiny_patch4_window7_224",
+        "vrl_args": dict(img_size=16, patch_size=2, window_size=4, widths=[8], depths=[2, 1],
+                         num_heads=[1, 2], num_classes=3, drop_path_rate=0.5),
+        "input_shape": (8, 3, 16, 16),
+        "perturb": 0.05,
+        "train_seed": 14,
+    },
 ]

@@ -34,4 +34,18 @@ CASES = [
         "vrl_args": dict(img_size=32, patch_size=16, widths=[48], depths=[1], num_heads=[3]),
         "input_shape": (2, 3, 32, 32),
     },
+    {
+        # Stochastic depth on: rates 0, 0.25, 0.5 over the three blocks, masks per sample, drawn from
+        # the seeded generator that tch shares (see model_reference.py).
+        "case": "vit_tiny_drop_path",
+        "timm_name": "vit_tiny_patch16_224",
+        "timm_kwargs": dict(img_size=16, patch_size=4, embed_dim=24, depth=3, num_heads=2,
+                            num_classes=5, drop_path_rate=0.5),
+        "vrl_model": "vit_tiny_patch16_224",
+        "vrl_args": dict(img_size=16, patch_size=4, widths=[24], depths=[3], num_heads=[2],
+                         num_classes=5, drop_path_rate=0.5),
+        "input_shape": (8, 3, 16, 16),
+        "perturb": 0.02,
+        "train_seed": 7,
+    },
 ]

@@ -196,6 +196,40 @@ fn install(venv: &Path, python: &Path) -> Result<()> {
     .with_context(|| format!("cannot install torch {TORCH_VERSION} into {}", venv.display()))
 }
 
+/// The pinned Python packages of the reference scripts, relative to the workspace root.
+pub const REQUIREMENTS: &str = "python/requirements.txt";
+
+/// The marker file in the venv after [`install_requirements`]: the requirements file's text, so that a
+/// change of pins installs again.
+const REQUIREMENTS_MARKER: &str = ".vrl-requirements";
+
+/// Makes sure the venv of `env` has the packages of [`REQUIREMENTS`] (e.g. `timm==1.0.31`, which the
+/// model zoo's tests generate their fixtures with), installing them once with pip. torch stays pinned
+/// at [`TORCH_VERSION`] in the same pip call, so that no requirement can move it.
+pub fn install_requirements(root: &Path, env: &TorchEnv) -> Result<()> {
+    let file = root.join(REQUIREMENTS);
+    let text = fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let venv = env.python.parent().and_then(Path::parent).context("the venv python has no venv directory")?;
+    let marker = venv.join(REQUIREMENTS_MARKER);
+    let wanted = format!("torch=={TORCH_VERSION}\n{text}");
+    if fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(());
+    }
+    let pins: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    cmd::note(format!("installing {} into {}", pins.join(", "), venv.display()));
+    cmd::run(
+        Command::new(&env.python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .arg(format!("torch=={TORCH_VERSION}"))
+            .arg("-r")
+            .arg(&file),
+    )
+    .with_context(|| format!("cannot install the packages of {} into {}", file.display(), venv.display()))?;
+    vrl_cache::write_atomic(&marker, wanted.as_bytes())
+        .with_context(|| format!("cannot write {}", marker.display()))
+}
+
 /// Points the symlink `link` at `target`, replacing a link that points elsewhere.
 fn link(target: &Path, link: &Path) -> Result<()> {
     if let Ok(current) = fs::read_link(link) {

@@ -27,10 +27,11 @@ commands:
   build [--debug]              build the vrl binary: cargo build --release -p vrl-cli (target/release/vrl)
   experiment [NAME] [ARGS...]  libtorch + data + build, then run `target/release/vrl experiment NAME ARGS...`
                                (no NAME: list the experiments; `tour` runs the guided tour)
-  test                         libtorch, then cargo fmt --check, clippy -D warnings, nextest, doc tests
+  test                         libtorch and python/requirements.txt (timm), then cargo fmt --check,
+                               clippy -D warnings, nextest, doc tests
   bench [GROUP] [--rounds N] [--compare-only]
                                libtorch + data + build, criterion benches, then vrl against PyTorch
-                               (GROUP: train or data, default all; N alternating rounds each, default 3;
+                               (GROUP: train, data or models, default all; N alternating rounds each, default 3;
                                --compare-only skips criterion)
   help                         this text
 
@@ -190,8 +191,10 @@ fn build(root: &Path, env: &TorchEnv, debug: bool) -> Result<PathBuf> {
 
 /// `cargo xtask test`: each step in turn, stopping at the first failure.
 fn test(root: &Path) -> Result<()> {
-    // The tests make the small data files they need; only LibTorch is prepared here.
+    // The tests make the small data files they need; LibTorch and the reference scripts' Python
+    // packages (timm, for the model zoo's fixtures) are prepared here.
     let env = libtorch::prepare(root)?;
+    libtorch::install_requirements(root, &env)?;
 
     if !cmd::succeeds(cmd::cargo().args(["nextest", "--version"])) {
         bail!("cargo-nextest is not installed: run `cargo install cargo-nextest --locked`");
@@ -243,6 +246,7 @@ fn test(root: &Path) -> Result<()> {
 /// `cargo xtask bench`: criterion benches, then the vrl-against-PyTorch table.
 fn bench(root: &Path, rounds: usize, criterion: bool, group: Option<&str>) -> Result<()> {
     let env = libtorch::prepare(root)?;
+    libtorch::install_requirements(root, &env)?;
     data::fetch(&[])?;
     let vrl = build(root, &env, false)?;
     if criterion {

@@ -29,9 +29,20 @@ pub struct BenchArgs {
     /// `data`: examples in the in-memory CIFAR-format data set.
     #[arg(long, default_value_t = 50_000)]
     images: usize,
+    /// `model-step`: the model (see `vrl models list`).
+    #[arg(long, default_value = "resnet18")]
+    model: String,
+    /// `model-step`: a model argument, e.g. `--set model.num_classes=100` (repeatable); the input is
+    /// `[batch, in_chans, img_size, img_size]` (default 3 channels, 32×32).
+    #[arg(long = "set", value_name = "model.KEY=VALUE")]
+    set: Vec<String>,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
+    /// `model-step`: also time the phases (forward with the loss, backward, optimizer step) and print
+    /// their mean milliseconds on stderr, to find where a gap to PyTorch comes from.
+    #[arg(long)]
+    phases: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -40,12 +51,17 @@ enum What {
     MnistStep,
     /// The loader on CIFAR-format records: decode, pad-4 random crop, flip, normalise, batch, as tensors.
     Data,
+    /// One training step of a zoo model (`--model`, `--set`): forward in train mode, cross-entropy,
+    /// backward, AdamW (lr 1e-3, weight decay 0.05 on weights of two or more dimensions).
+    ModelStep,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = vrl_train::configure_threads(args.threads.unwrap_or(0));
-    if let What::Data = args.what {
-        return data(&args);
+    match args.what {
+        What::Data => return data(&args),
+        What::ModelStep => return model_step(&args, threads),
+        What::MnistStep => {}
     }
     tch::manual_seed(0);
     let hp = HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"])?;
@@ -78,6 +94,110 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `model-step`: the PyTorch twin is `python/bench_model_step.py` (timm's model of the same name).
+fn model_step(args: &BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
+    let margs = crate::models::model_args(&args.set)?;
+    tch::manual_seed(0);
+    let hp = HParams::parse(&["lr=1e-3", "weight_decay=0.05"])?;
+    let mut ts = TrainStep::new(&args.model, &margs, "adamw", &hp, Device::Cpu)?;
+    let side = margs.img_size.unwrap_or(32);
+    let classes = margs.num_classes_or(1000);
+    let x = Tensor::randn([args.batch_size, margs.in_chans(), side, side], (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(classes, [args.batch_size], (Kind::Int64, Device::Cpu));
+    if args.phases {
+        phases(&mut ts, &x, &y, args.seconds)?;
+    }
+    let (steps, secs) = time_steps(args.seconds, || {
+        let (loss, _) = ts.step(&x, &y, 1e-3)?;
+        let loss = loss.double_value(&[]);
+        anyhow::ensure!(loss.is_finite(), "{}: the loss is not finite ({loss})", args.model);
+        Ok(())
+    })?;
+    let ips = (steps as f64 * args.batch_size as f64) / secs;
+    let name = format!("{}_step", args.model);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": name, "impl": "vrl", "model": args.model, "batch_size": args.batch_size,
+                "threads": threads, "steps": steps, "images_per_sec": ips})
+        );
+    } else {
+        println!("{name}: {ips:.0} images/s ({steps} steps of {}, {threads} threads)", args.batch_size);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mean milliseconds of forward (with the loss), backward and optimizer step over `seconds` of steps,
+/// on stderr (`--phases`).
+fn phases(ts: &mut TrainStep, x: &Tensor, y: &Tensor, seconds: f64) -> anyhow::Result<()> {
+    let mut total = [0.0f64; 3];
+    let mut phase = || -> anyhow::Result<[f64; 3]> {
+        let t0 = Instant::now();
+        let loss = ts.model.forward_t(x, true).f_cross_entropy_loss::<Tensor>(
+            y,
+            None,
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        )?;
+        let _ = loss.double_value(&[]);
+        let t1 = Instant::now();
+        ts.optimizer.zero_grad();
+        loss.f_backward()?;
+        let t2 = Instant::now();
+        ts.optimizer.step(1e-3)?;
+        let t3 = Instant::now();
+        Ok([(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64()])
+    };
+    for _ in 0..10 {
+        phase()?;
+    }
+    let start = Instant::now();
+    let cpu_start = cpu_seconds();
+    let mut steps = 0u64;
+    while steps < 20 || start.elapsed().as_secs_f64() < seconds {
+        for (sum, t) in total.iter_mut().zip(phase()?) {
+            *sum += t;
+        }
+        steps += 1;
+    }
+    let n = steps as f64;
+    let cpu = cpu_start.zip(cpu_seconds()).map_or(f64::NAN, |(a, b)| (b - a) / n * 1e3);
+    eprintln!(
+        "phases (ms per step): forward+loss {:.1}, backward {:.1}, optimizer {:.1}; CPU time {cpu:.1}",
+        total[0] / n * 1e3,
+        total[1] / n * 1e3,
+        total[2] / n * 1e3
+    );
+    Ok(())
+}
+
+/// User + system CPU seconds of this process, all threads (`/proc/self/stat`, in the kernel's
+/// 100 Hz ticks): on a busy machine a steadier measure of the work per step than wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which ends with the last ')'): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
+/// Runs `step` 10 times to warm up, then until `seconds` have passed (at least 20 times); returns
+/// the timed steps and their seconds.
+fn time_steps(seconds: f64, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(u64, f64)> {
+    for _ in 0..10 {
+        step()?;
+    }
+    let start = Instant::now();
+    let mut steps = 0u64;
+    while steps < 20 || start.elapsed().as_secs_f64() < seconds {
+        step()?;
+        steps += 1;
+    }
+    Ok((steps, start.elapsed().as_secs_f64()))
 }
 
 /// CIFAR-10 binary records (label byte + 3072 planar RGB bytes) in memory; reading an example is

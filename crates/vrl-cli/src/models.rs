@@ -61,10 +61,9 @@ pub fn model_args(set: &[String]) -> anyhow::Result<ModelArgs> {
         let path = match o.path.split_first() {
             Some((first, rest)) if first == "model" && !rest.is_empty() => rest.to_vec(),
             _ => {
-                return Err(UserError(format!(
-                    "`--set {s}`: keys of `vrl models forward` start with `model.`"
-                ))
-                .into());
+                return Err(
+                    UserError(format!("`--set {s}`: model arguments are set as `model.KEY=VALUE`")).into()
+                );
             }
         };
         vrl_config::set_path(&mut table, &path, o.value)

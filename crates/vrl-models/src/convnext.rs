@@ -7,8 +7,9 @@
 //! LayerNorm has eps 1e-6 and normalises channels (channels-first layers are permuted to channels-last).
 //!
 //! Registered: `convnext_tiny` (depths 3-3-9-3, widths 96-192-384-768, layer scale 1e-6, linear MLP),
-//! `convnextv2_tiny` (same shape, GRN, no layer scale, linear MLP) and `convnextv2_atto` (depths
-//! 2-2-6-2, widths 40-80-160-320, GRN, no layer scale, MLP as 1×1 convolutions: timm's `conv_mlp`).
+//! `convnext_atto` (depths 2-2-6-2, widths 40-80-160-320, layer scale 1e-6, MLP as 1×1 convolutions:
+//! timm's `conv_mlp`), `convnextv2_tiny` (tiny's shape, GRN, no layer scale, linear MLP) and
+//! `convnextv2_atto` (atto's shape, GRN, no layer scale, `conv_mlp`).
 //!
 //! [`ModelArgs`]: `num_classes`, `in_chans`, `depths` and `widths` (four entries each: timm's `depths`
 //! and `dims`), `patch_size` (the stem's, at most 7: timm dilates the last stages beyond that, which is
@@ -63,6 +64,7 @@ impl ConvNextConfig {
         let (shape, ls_init_value, use_grn, conv_mlp) = match name {
             "convnext_tiny" => (tiny, Some(1e-6), false, false),
             "convnextv2_tiny" => (tiny, None, true, false),
+            "convnext_atto" => (([2, 2, 6, 2], [40, 80, 160, 320]), Some(1e-6), false, true),
             "convnextv2_atto" => (([2, 2, 6, 2], [40, 80, 160, 320]), None, true, true),
             _ => return None,
         };

@@ -85,8 +85,10 @@ pub fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {
     let keep = 1.0 - p;
     let mut shape = vec![x.size()[0]];
     shape.extend(std::iter::repeat_n(1, x.dim() - 1));
-    let mask = Tensor::empty(shape.as_slice(), (x.kind(), x.device())).bernoulli_float_(keep);
-    x * mask / keep
+    // As timm: one draw per sample from LibTorch's generator, the mask scaled before the product.
+    let mut mask = Tensor::empty(shape.as_slice(), (x.kind(), x.device())).bernoulli_float_(keep);
+    let _ = mask.f_div_scalar_(keep);
+    x * mask
 }
 
 /// Fills `t` in place from a normal distribution with standard deviation `std` truncated to

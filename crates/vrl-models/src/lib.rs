@@ -244,6 +244,12 @@ pub const REGISTRY: &[Entry] = &[
         build: |p, a| Ok(Box::new(ConvNext::named(p, "convnext_tiny", a)?)),
     },
     Entry {
+        name: "convnext_atto",
+        family: "convnext",
+        description: "ConvNeXt-Atto: depths 2-2-6-2, widths 40-320, layer scale, 1x1-conv MLP",
+        build: |p, a| Ok(Box::new(ConvNext::named(p, "convnext_atto", a)?)),
+    },
+    Entry {
         name: "convnextv2_tiny",
         family: "convnext",
         description: "ConvNeXt V2-T: depths 3-3-9-3, widths 96-768, GRN",
@@ -326,6 +332,24 @@ pub const REGISTRY: &[Entry] = &[
         family: "metaformer",
         description: "CAFormer-S18 (Yu et al., 2022): separable conv in stages 0-1, attention in 2-3, MLP head",
         build: |p, a| Ok(Box::new(MetaFormer::named(p, "caformer_s18", a)?)),
+    },
+    Entry {
+        name: "convformer_s12",
+        family: "metaformer",
+        description: "ConvFormer-S12 (BOCB's S12 MetaFormer family): ConvFormer at depths 2-2-6-2; not in timm",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "convformer_s12", a)?)),
+    },
+    Entry {
+        name: "caformer_s12",
+        family: "metaformer",
+        description: "CAFormer-S12 (BOCB's S12 MetaFormer family): CAFormer at depths 2-2-6-2; not in timm",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "caformer_s12", a)?)),
+    },
+    Entry {
+        name: "attentionformer_s12",
+        family: "metaformer",
+        description: "AttentionFormer-S12 (BOCB's S12 MetaFormer family): attention in all stages; not in timm",
+        build: |p, a| Ok(Box::new(MetaFormer::named(p, "attentionformer_s12", a)?)),
     },
     Entry {
         name: "identityformer_s12",
