@@ -7,8 +7,8 @@
 //! `D = max_k |1 - (x_k / x_min)^(1-α) - k/n|` (`k = 0..n`, the empirical CDF just below each point);
 //! the candidate with the smallest `D` wins (the first of equals). A candidate with `α ≤ 1` has
 //! `D = 1`. With fewer than [`SMALL_N`] values, WeightWatcher's small-sample variant is used: tails of
-//! at least 8 values, the bias-corrected `α = 1 + (n - 1) / Σ ln(x_i / x_min)`, and `x_min` chosen by
-//! `D - 0.868 / √n`.
+//! at least 8 values, the bias-corrected `α = 1 + (n - 1) / Σ ln(x_i / x_min)`, and again the smallest
+//! `D`.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ const SMALL_N_MIN_TAIL: usize = 8;
 pub enum FitMethod {
     /// Plain MLE, `x_min` by the smallest KS distance (at least [`SMALL_N`] values).
     Mle,
-    /// WeightWatcher's small-sample variant (bias-corrected MLE, penalised KS distance).
+    /// WeightWatcher's small-sample variant (bias-corrected MLE on tails of at least 8 values).
     SmallN,
 }
 
@@ -166,50 +166,32 @@ fn fit_mle(x: &[f64], logs: &[f64], suffix: &[f64]) -> PowerLawFit {
     }
 }
 
-/// WeightWatcher's `fit_powerlaw_smallN` (with `lambda_prior = 0`).
+/// WeightWatcher's `fit_powerlaw_smallN` as `WWFit` uses it: tails of at least 8 values, the
+/// bias-corrected α, and the candidate with the smallest KS distance (`WWFit.__init__` selects by
+/// `argmin(Ds)` after the small-sample routine, so its penalised `J = D - 0.868/√n` only decides
+/// whether any candidate was valid). Without a valid candidate, the whole sample is the tail.
 fn fit_small_n(x: &[f64], logs: &[f64], suffix: &[f64]) -> PowerLawFit {
     let len = x.len();
-    let mut best: Option<(usize, f64, f64, f64)> = None; // (i, J, α, D)
-    for i in 0..len - 1 {
-        let n_int = len - i;
-        if n_int < SMALL_N_MIN_TAIL {
-            continue;
-        }
-        let n = n_int as f64;
+    let bias_corrected = |i: usize| {
+        let n = (len - i) as f64;
         let s = suffix[i] - n * logs[i];
-        if s <= 1e-12 {
+        (s > 1e-12).then(|| 1.0 + (n - 1.0) / s)
+    };
+    let mut best: Option<(usize, f64, f64)> = None; // (i, D, α)
+    for i in 0..len - 1 {
+        if len - i < SMALL_N_MIN_TAIL {
             continue;
         }
-        let alpha = 1.0 + (n - 1.0) / s;
-        if alpha <= 1.0 {
-            continue;
-        }
-        let Some(d) = ks_distance(logs, i, alpha, f64::INFINITY) else { continue };
-        let j = d - 0.868 / n.sqrt();
-        if best.is_none_or(|(_, bj, _, _)| j < bj) {
-            best = Some((i, j, alpha, d));
+        let Some(alpha) = bias_corrected(i).filter(|&a| a > 1.0) else { continue };
+        let bound = best.map_or(f64::INFINITY, |(_, d, _)| d);
+        if let Some(d) = ks_distance(logs, i, alpha, bound) {
+            best = Some((i, d, alpha));
         }
     }
-    let (i, alpha, d) = match best {
-        Some((i, _, alpha, d)) => (i, alpha, d),
-        None => {
-            // WeightWatcher's fallback: the whole sample as the tail.
-            let n = len as f64;
-            let s = suffix[0] - n * logs[0];
-            if s <= 1e-12 {
-                return PowerLawFit {
-                    alpha: f64::NAN,
-                    xmin: x[0],
-                    ks_distance: f64::NAN,
-                    sigma: f64::NAN,
-                    tail_len: len,
-                    method: FitMethod::SmallN,
-                };
-            }
-            let alpha = 1.0 + (n - 1.0) / s;
-            (0, alpha, ks_distance(logs, 0, alpha, f64::INFINITY).unwrap_or(f64::NAN))
-        }
-    };
+    let (i, d, alpha) = best.unwrap_or_else(|| match bias_corrected(0) {
+        Some(alpha) => (0, ks_distance(logs, 0, alpha, f64::INFINITY).unwrap_or(f64::NAN), alpha),
+        None => (0, f64::NAN, f64::NAN),
+    });
     let n = len - i;
     PowerLawFit {
         alpha,
