@@ -30,8 +30,9 @@ commands:
   test                         libtorch, then cargo fmt --check, clippy -D warnings, nextest, doc tests
   bench [GROUP] [--rounds N] [--compare-only]
                                libtorch + data + build, criterion benches, then vrl against PyTorch
-                               (GROUP: train or data, default all; N alternating rounds each, default 3;
-                               --compare-only skips criterion)
+                               (GROUP: train, data or layers, default all; N alternating rounds each,
+                               default 3; --compare-only skips criterion; layers installs weightwatcher
+                               0.7.7 into the venv and times ResNet-50's layer statistics against it)
   help                         this text
 
 environment:

@@ -1,9 +1,11 @@
 //! `vrl bench`: time a step the same way `python/bench_*.py` does, for `cargo xtask bench`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use tch::{Device, Kind, Tensor};
 use vrl_data::transforms::Augment;
 use vrl_loader::{ImageSource, Loader, LoaderConfig};
@@ -29,6 +31,12 @@ pub struct BenchArgs {
     /// `data`: examples in the in-memory CIFAR-format data set.
     #[arg(long, default_value_t = 50_000)]
     images: usize,
+    /// `layers`: the weights (safetensors) whose layer statistics are timed.
+    #[arg(long, required_if_eq("what", "layers"))]
+    weights: Option<PathBuf>,
+    /// `layers`: also write the statistics as CSV here (for comparing α with WeightWatcher).
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -40,9 +48,15 @@ enum What {
     MnistStep,
     /// The loader on CIFAR-format records: decode, pad-4 random crop, flip, normalise, batch, as tensors.
     Data,
+    /// Layer statistics (vrl-layerstats, default options) of every layer of `--weights`, file reading
+    /// included; one run (WeightWatcher's twin takes tens of seconds).
+    Layers,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let What::Layers = args.what {
+        return layers(&args);
+    }
     let threads = vrl_train::configure_threads(args.threads.unwrap_or(0));
     if let What::Data = args.what {
         return data(&args);
@@ -134,6 +148,36 @@ fn data(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("cifar_loader: {ips:.0} images/s (batch {}, {workers} rayon threads)", args.batch_size);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn layers(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let weights =
+        args.weights.as_ref().ok_or_else(|| anyhow::anyhow!("`vrl bench layers` needs --weights"))?;
+    let options = vrl_layerstats::Options::default();
+    let start = Instant::now();
+    let stats = vrl_layerstats::analyze_safetensors(weights, &options)?;
+    let secs = start.elapsed().as_secs_f64();
+    let fitted = stats.iter().filter(|s| s.alpha().is_some()).count();
+    if let Some(path) = &args.output {
+        vrl_cache::write_atomic(path, vrl_layerstats::to_csv(&stats).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let threads = rayon::current_num_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": "layerstats", "impl": "vrl", "weights": weights.display().to_string(),
+                "layers": stats.len(), "fitted": fitted, "threads": threads, "seconds": secs,
+                "layers_per_sec": stats.len() as f64 / secs})
+        );
+    } else {
+        println!(
+            "layerstats: {} layers of {} in {secs:.3} s (α fitted for {fitted}; {threads} rayon threads)",
+            stats.len(),
+            weights.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
