@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: criterion benches, then vrl against PyTorch eager on the same work, side by side.
+//! `cargo xtask bench`: criterion benches, then vrl against PyTorch eager (or another reference, such as
+//! WeightWatcher for the layer statistics) on the same work, side by side.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,10 +9,10 @@ use anyhow::{Context, Result};
 use crate::cmd;
 use crate::libtorch::TorchEnv;
 
-/// One vrl-against-PyTorch comparison. Both commands print, as the last line of stdout, one JSON object
-/// such as `{"name":"mnist_train_step","batch_size":128,"threads":2,"images_per_sec":1234.5}`.
+/// One vrl-against-reference comparison. Both commands print, as the last line of stdout, one JSON
+/// object such as `{"name":"mnist_train_step","batch_size":128,"threads":2,"images_per_sec":1234.5}`.
 pub struct Comparison {
-    /// The group `cargo xtask bench GROUP` selects (`train`, `data`, `models`).
+    /// The group `cargo xtask bench GROUP` selects (`train`, `data`, `models`, `layers`).
     pub group: &'static str,
     /// The crate whose criterion benches belong to the group.
     pub package: &'static str,
@@ -19,11 +20,22 @@ pub struct Comparison {
     pub name: &'static str,
     /// Arguments of `target/release/vrl`.
     pub vrl_args: &'static [&'static str],
-    /// The PyTorch script, relative to the workspace root, run with the venv's python.
+    /// The reference script, relative to the workspace root, run with the venv's python.
     pub python_script: &'static str,
     /// Arguments of the script.
     pub python_args: &'static [&'static str],
+    /// The JSON key compared; higher is better.
+    pub metric: &'static str,
+    /// What the script runs, for the table.
+    pub reference: &'static str,
+    /// Runs once before the rounds: installs the reference, writes the inputs.
+    pub prepare: Option<fn(&Path, &TorchEnv) -> Result<()>>,
+    /// Keys of the reference's JSON line in the last round to print under the table.
+    pub report: &'static [&'static str],
 }
+
+/// The weights `bench layers` reads (written by `python/bench_layerstats.py --make-weights`).
+const RESNET50: &str = "target/bench/resnet50.safetensors";
 
 /// The comparisons `cargo xtask bench` runs; add rows here.
 pub const COMPARISONS: &[Comparison] = &[
@@ -34,6 +46,10 @@ pub const COMPARISONS: &[Comparison] = &[
         vrl_args: &["bench", "mnist-step", "--json"],
         python_script: "python/bench_mnist_step.py",
         python_args: &["--json"],
+        metric: "images_per_sec",
+        reference: "PyTorch",
+        prepare: None,
+        report: &[],
     },
     Comparison {
         group: "data",
@@ -42,6 +58,30 @@ pub const COMPARISONS: &[Comparison] = &[
         vrl_args: &["bench", "data", "--json"],
         python_script: "python/bench_data_loader.py",
         python_args: &["--json"],
+        metric: "images_per_sec",
+        reference: "PyTorch",
+        prepare: None,
+        report: &[],
+    },
+    Comparison {
+        group: "layers",
+        package: "vrl-layerstats",
+        name: "layerstats_resnet50",
+        vrl_args: &[
+            "bench",
+            "layers",
+            "--weights",
+            RESNET50,
+            "--output",
+            "target/bench/layerstats_vrl.csv",
+            "--json",
+        ],
+        python_script: "python/bench_layerstats.py",
+        python_args: &["--weights", RESNET50, "--compare", "target/bench/layerstats_vrl.csv", "--json"],
+        metric: "layers_per_sec",
+        reference: "WeightWatcher",
+        prepare: Some(prepare_layers),
+        report: &["layers", "fitted", "both_fitted", "max_abs_dalpha", "fitted_only_vrl", "fitted_only_ww"],
     },
     // One training step (forward, cross-entropy, backward, AdamW) of a zoo model against timm's, at
     // 32x32, batch 64, 100 classes, 2 threads on both sides.
@@ -74,6 +114,10 @@ pub const COMPARISONS: &[Comparison] = &[
             "2",
             "--json",
         ],
+        metric: "images_per_sec",
+        reference: "timm",
+        prepare: None,
+        report: &[],
     },
     Comparison {
         group: "models",
@@ -112,6 +156,10 @@ pub const COMPARISONS: &[Comparison] = &[
             "2",
             "--json",
         ],
+        metric: "images_per_sec",
+        reference: "timm",
+        prepare: None,
+        report: &[],
     },
     Comparison {
         group: "models",
@@ -142,55 +190,117 @@ pub const COMPARISONS: &[Comparison] = &[
             "2",
             "--json",
         ],
+        metric: "images_per_sec",
+        reference: "timm",
+        prepare: None,
+        report: &[],
     },
 ];
+
+/// The WeightWatcher version `bench layers` compares with, installed into the venv for this bench only
+/// (the tests read a committed fixture written by `python/layerstats_reference.py`).
+pub const WEIGHTWATCHER_VERSION: &str = "0.7.7";
+
+/// Installs weightwatcher [`WEIGHTWATCHER_VERSION`] into the venv if needed, and writes the ResNet-50
+/// weights (timm, random initialisation, seed 0) once.
+fn prepare_layers(root: &Path, env: &TorchEnv) -> Result<()> {
+    let check = format!(
+        "import sys, weightwatcher; sys.exit(weightwatcher.__version__ != '{WEIGHTWATCHER_VERSION}')"
+    );
+    if !cmd::succeeds(env.apply(Command::new(&env.python).args(["-c", &check]))) {
+        cmd::note(format!("installing weightwatcher {WEIGHTWATCHER_VERSION} into the venv"));
+        let mut pip = Command::new(&env.python);
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .arg(format!("weightwatcher=={WEIGHTWATCHER_VERSION}"));
+        cmd::run(env.apply(&mut pip))
+            .with_context(|| format!("cannot install weightwatcher {WEIGHTWATCHER_VERSION}"))?;
+    }
+    let weights = root.join(RESNET50);
+    if !weights.exists() {
+        if let Some(dir) = weights.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut make = Command::new(&env.python);
+        make.arg(root.join("python/bench_layerstats.py"))
+            .arg("--make-weights")
+            .arg(&weights)
+            .current_dir(root);
+        cmd::run(env.apply(&mut make)).context("cannot write the ResNet-50 weights")?;
+    }
+    Ok(())
+}
 
 /// The comparisons of `group` (all when `None`).
 pub fn selected(group: Option<&str>) -> Vec<&'static Comparison> {
     COMPARISONS.iter().filter(|c| group.is_none_or(|g| c.group == g)).collect()
 }
 
-/// Runs every comparison `rounds` times, alternating vrl and PyTorch, and prints medians and ratios.
+/// Runs every comparison `rounds` times, alternating vrl and the reference, and prints medians and ratios.
 pub fn compare(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: Option<&str>) -> Result<()> {
     let mut rows = Vec::new();
     for c in selected(group) {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        if let Some(prepare) = c.prepare {
+            prepare(root, env).with_context(|| format!("{}: cannot prepare the comparison", c.name))?;
+        }
+        let (mut ours, mut theirs, mut last) = (Vec::new(), Vec::new(), String::new());
         for round in 1..=rounds {
             cmd::note(format!("{}: round {round}/{rounds}", c.name));
             let mut v = Command::new(vrl);
             v.args(c.vrl_args).current_dir(root);
-            ours.push(
-                images_per_sec(env.apply(&mut v)).with_context(|| format!("{}: vrl run failed", c.name))?,
-            );
+            let (value, _) =
+                metric(env.apply(&mut v), c.metric).with_context(|| format!("{}: vrl run failed", c.name))?;
+            ours.push(value);
             let mut p = Command::new(&env.python);
             p.arg(root.join(c.python_script)).args(c.python_args).current_dir(root);
-            theirs.push(
-                images_per_sec(env.apply(&mut p))
-                    .with_context(|| format!("{}: PyTorch run failed", c.name))?,
-            );
+            let (value, line) = metric(env.apply(&mut p), c.metric)
+                .with_context(|| format!("{}: {} run failed", c.name, c.reference))?;
+            theirs.push(value);
+            last = line;
         }
-        rows.push((c.name, median(&mut ours), median(&mut theirs), ours, theirs));
+        rows.push((c, median(&mut ours), median(&mut theirs), ours, theirs, last));
     }
     println!();
-    println!("{:<24} {:>14} {:>14} {:>12}", "benchmark", "vrl img/s", "PyTorch img/s", "vrl/PyTorch");
-    for (name, ours, theirs, _, _) in &rows {
-        println!("{name:<24} {ours:>14.1} {theirs:>14.1} {:>11.2}x", ours / theirs);
+    println!(
+        "{:<24} {:>14} {:>14} {:<16} {:>9}  reference",
+        "benchmark", "vrl", "reference", "unit", "vrl/ref"
+    );
+    for (c, ours, theirs, _, _, _) in &rows {
+        let unit = c.metric.replace("_per_sec", "/s");
+        println!(
+            "{:<24} {ours:>14.2} {theirs:>14.2} {unit:<16} {:>8.2}x  {}",
+            c.name,
+            ours / theirs,
+            c.reference
+        );
     }
     println!("(medians of {rounds} alternating rounds; every round:)");
-    for (name, _, _, ours, theirs) in &rows {
-        println!("  {name}: vrl {ours:.1?}, PyTorch {theirs:.1?}");
+    for (c, _, _, ours, theirs, _) in &rows {
+        println!("  {}: vrl {ours:.2?}, {} {theirs:.2?}", c.name, c.reference);
+    }
+    for (c, _, _, _, _, last) in rows.iter().filter(|r| !r.0.report.is_empty()) {
+        let figures: Vec<String> = c
+            .report
+            .iter()
+            .map(|k| format!("{k} {}", json_number(last, k).map_or_else(|| "n/a".to_string(), short)))
+            .collect();
+        println!("  {} (last round, from {}): {}", c.name, c.reference, figures.join(", "));
     }
     Ok(())
 }
 
-/// Runs `cmd` and reads `images_per_sec` from the last non-empty line of its stdout.
-fn images_per_sec(cmd: &mut Command) -> Result<f64> {
+/// A number for the report: small ones in scientific notation.
+fn short(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 { format!("{v:.2e}") } else { v.to_string() }
+}
+
+/// Runs `cmd` and reads `key` from the last non-empty line of its stdout; returns the value and the line.
+fn metric(cmd: &mut Command, key: &str) -> Result<(f64, String)> {
     let out = cmd::output(cmd)?;
     let line = out.lines().rev().find(|l| !l.trim().is_empty()).context("no output on stdout")?;
-    let value = json_number(line, "images_per_sec")
-        .with_context(|| format!("no number \"images_per_sec\" in the last line of stdout: {line}"))?;
+    let value = json_number(line, key)
+        .with_context(|| format!("no number \"{key}\" in the last line of stdout: {line}"))?;
     eprintln!("    {line}");
-    Ok(value)
+    Ok((value, line.to_string()))
 }
 
 /// The number value of `"key"` in a flat one-line JSON object (enough for the benchmark lines).
@@ -222,6 +332,13 @@ mod tests {
         assert_eq!(json_number(line, "batch_size"), Some(128.0));
         assert_eq!(json_number(r#"{"images_per_sec": 1e3 }"#, "images_per_sec"), Some(1000.0));
         assert_eq!(json_number(line, "missing"), None);
+    }
+
+    #[test]
+    fn reports_small_numbers_briefly() {
+        assert_eq!(short(1.0522427373871324e-10), "1.05e-10");
+        assert_eq!(short(54.0), "54");
+        assert_eq!(short(0.0), "0");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `vrl bench`: time a step the same way `python/bench_*.py` does, for `cargo xtask bench`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use tch::{Device, Kind, Tensor};
 use vrl_data::transforms::Augment;
 use vrl_loader::{ImageSource, Loader, LoaderConfig};
@@ -36,6 +38,12 @@ pub struct BenchArgs {
     /// `[batch, in_chans, img_size, img_size]` (default 3 channels, 32×32).
     #[arg(long = "set", value_name = "model.KEY=VALUE")]
     set: Vec<String>,
+    /// `layers`: the weights (safetensors) whose layer statistics are timed.
+    #[arg(long, required_if_eq("what", "layers"))]
+    weights: Option<PathBuf>,
+    /// `layers`: also write the statistics as CSV here (for comparing α with WeightWatcher).
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -54,14 +62,20 @@ enum What {
     /// One training step of a zoo model (`--model`, `--set`): forward in train mode, cross-entropy,
     /// backward, AdamW (lr 1e-3, weight decay 0.05 on weights of two or more dimensions).
     ModelStep,
+    /// Layer statistics (vrl-layerstats, default options) of every layer of `--weights`, file reading
+    /// included; one run (WeightWatcher's twin takes tens of seconds).
+    Layers,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let What::Layers = args.what {
+        return layers(&args);
+    }
     let threads = vrl_train::configure_threads(args.threads.unwrap_or(0));
     match args.what {
         What::Data => return data(&args),
         What::ModelStep => return model_step(&args, threads),
-        What::MnistStep => {}
+        What::MnistStep | What::Layers => {}
     }
     tch::manual_seed(0);
     let hp = HParams::parse(&["lr=0.05", "momentum=0.9", "nesterov=true", "weight_decay=5e-4"])?;
@@ -254,6 +268,36 @@ fn data(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("cifar_loader: {ips:.0} images/s (batch {}, {workers} rayon threads)", args.batch_size);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn layers(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let weights =
+        args.weights.as_ref().ok_or_else(|| anyhow::anyhow!("`vrl bench layers` needs --weights"))?;
+    let options = vrl_layerstats::Options::default();
+    let start = Instant::now();
+    let stats = vrl_layerstats::analyze_safetensors(weights, &options)?;
+    let secs = start.elapsed().as_secs_f64();
+    let fitted = stats.iter().filter(|s| s.alpha().is_some()).count();
+    if let Some(path) = &args.output {
+        vrl_cache::write_atomic(path, vrl_layerstats::to_csv(&stats).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let threads = rayon::current_num_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"name": "layerstats", "impl": "vrl", "weights": weights.display().to_string(),
+                "layers": stats.len(), "fitted": fitted, "threads": threads, "seconds": secs,
+                "layers_per_sec": stats.len() as f64 / secs})
+        );
+    } else {
+        println!(
+            "layerstats: {} layers of {} in {secs:.3} s (α fitted for {fitted}; {threads} rayon threads)",
+            stats.len(),
+            weights.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod doctor;
 mod experiments;
+mod inspect;
 mod models;
 mod optim;
 
@@ -43,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: optim::OptimCommand,
     },
+    /// Look inside weight files: `layers` writes per-layer statistics (α, entropy, norms) as CSV.
+    Inspect {
+        #[command(subcommand)]
+        command: inspect::InspectCommand,
+    },
 }
 
 /// An error in what the user asked for (exit status 2).
@@ -71,6 +77,8 @@ fn is_user_error(err: &anyhow::Error) -> bool {
             )
             || matches!(e.downcast_ref::<vrl_run::RunError>(), Some(vrl_run::RunError::ConfigChanged { .. }))
             || e.is::<vrl_models::weights::WeightsError>()
+            || e.downcast_ref::<vrl_layerstats::LayerStatsError>()
+                .is_some_and(|e| !matches!(e, vrl_layerstats::LayerStatsError::NoConvergence { .. }))
     })
 }
 
@@ -100,6 +108,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Models { command } => models::run(command),
         Command::Optim { command } => optim::run(command),
+        Command::Inspect { command } => inspect::run(command),
     };
     match result {
         Ok(code) => code,

@@ -469,3 +469,40 @@ fn a_diverging_optimizer_is_recorded_and_the_others_go_on() {
     assert!(results["optimizers"]["sgd"]["diverged_at_step"].as_u64().is_some());
     assert_eq!(results["optimizers"]["adamw"]["status"], "ok", "{results}");
 }
+
+#[test]
+fn inspect_layers_writes_one_row_per_weight_and_rejects_bad_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vrl-layerstats/tests/fixtures/layerstats_reference.safetensors");
+    let csv = tmp.path().join("stats.csv");
+    let inspect = |weights: &Path, extra: &[&str]| {
+        Command::new(VRL).args(["inspect", "layers", "--weights"]).arg(weights).args(extra).output().unwrap()
+    };
+    let out = inspect(&fixture, &["--output", csv.to_str().unwrap(), "--top-k", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("name,shape,alpha,entropy,l2,pca_topk_energy,top_k,"));
+    let rows: Vec<&str> = lines.collect();
+    // 17 weights of rank 2 or 4; the bias and the 1-D samples are left out.
+    assert_eq!(rows.len(), 17, "{text}");
+    let tiny = rows.iter().find(|r| r.starts_with("dense_tiny.weight,10x5,,")).expect("dense_tiny row");
+    assert!(tiny.ends_with(
+        ",not_fitted,too few eigenvalues to fit a power law (5 above the threshold 1e-5; need 8)"
+    ));
+    assert!(rows.iter().all(|r| r.split(',').nth(6) == Some("3")), "{text}");
+    // Without --output the same table goes to standard output.
+    let out = inspect(&fixture, &["--top-k", "3"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
+
+    let bytes = std::fs::read(&fixture).unwrap();
+    let cut = tmp.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert_user_error(&inspect(&cut, &[]), &["cut.safetensors", "not a valid safetensors"]);
+    assert_user_error(
+        &inspect(&tmp.path().join("none.safetensors"), &[]),
+        &["none.safetensors", "cannot read"],
+    );
+    assert_user_error(&inspect(&fixture, &["--top-k", "0"]), &["top_k"]);
+}
