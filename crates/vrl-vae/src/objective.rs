@@ -221,3 +221,62 @@ impl VaeLoss {
         Ok(Loss { loss, terms })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConvVae, ConvVaeConfig};
+    use tch::{Device, nn};
+
+    fn output(seed: i64) -> (Tensor, VaeOutput) {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = ConvVae::new(&vs.root(), ConvVaeConfig::default()).expect("model");
+        let x = Tensor::rand([4, 1, 64, 64], (Kind::Float, Device::Cpu)).round();
+        let out = model.forward(&x).expect("forward");
+        (x, out)
+    }
+
+    #[test]
+    fn bad_weights_and_shapes_are_errors() {
+        let (x, out) = output(0);
+        let loss = |objective| {
+            VaeLoss { objective, estimator: Estimator::MinibatchWeighted, dataset_size: 100 }
+                .compute(&x, &out)
+        };
+        let e = loss(Objective::BetaVae { beta: -1.0 }).unwrap_err();
+        assert!(e.to_string().contains("`beta` = -1"), "{e}");
+        let e = loss(Objective::beta_stcvae(2, f64::NAN, 1.0)).unwrap_err();
+        assert!(e.to_string().contains("beta_between"), "{e}");
+        let e = loss(Objective::beta_stcvae(3, 1.0, 1.0)).unwrap_err();
+        assert!(e.to_string().contains("group_size") && e.to_string().contains("10"), "{e}");
+        let e = loss(Objective::beta_stcvae(0, 1.0, 1.0)).unwrap_err();
+        assert!(e.to_string().contains("group_size"), "{e}");
+        let small = x.narrow(2, 0, 32);
+        let criterion =
+            VaeLoss { objective: Objective::Vae, estimator: Estimator::MinibatchWeighted, dataset_size: 100 };
+        assert!(criterion.compute(&small, &out).is_err());
+        let criterion = VaeLoss { dataset_size: 3, ..criterion };
+        assert!(criterion.compute(&x, &out).unwrap_err().to_string().contains("dataset_size"));
+    }
+
+    #[test]
+    fn vae_terms_and_determinism() {
+        let (x, out) = output(1);
+        let criterion = VaeLoss {
+            objective: Objective::Vae,
+            estimator: Estimator::MinibatchStratified,
+            dataset_size: 1000,
+        };
+        let t = criterion.compute(&x, &out).expect("loss").terms;
+        assert!((t.total - (t.reconstruction + t.kl_closed_form)).abs() < 1e-3);
+        let sum = t.index_code_mi + t.tc_between + t.tc_within + t.dimwise_kl;
+        assert!((sum - t.kl).abs() < 1e-3 * t.kl.abs().max(1.0));
+        let (x2, out2) = output(1);
+        assert_eq!(criterion.compute(&x2, &out2).expect("again").terms, t);
+        let beta = VaeLoss { objective: Objective::BetaVae { beta: 4.0 }, ..criterion };
+        let tb = beta.compute(&x, &out).expect("beta").terms;
+        assert!((tb.total - (t.reconstruction + 4.0 * t.kl_closed_form)).abs() < 1e-2);
+        assert_eq!(Objective::beta_tcvae(6.0).name(), "beta_tcvae");
+    }
+}
