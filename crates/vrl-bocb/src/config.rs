@@ -132,6 +132,9 @@ pub struct BackboneConfig {
     pub args: ModelArgs,
     /// The recipe (a key of `recipes`).
     pub recipe: String,
+    /// Input side for this backbone (0: `data.img_size`), e.g. 224 for patch-16 transformers on CIFAR.
+    #[serde(default)]
+    pub img_size: usize,
 }
 
 /// One optimizer and its hyper-parameter grid.

@@ -97,7 +97,8 @@ pub fn heatmap(stem: &Path, h: &Heatmap) -> Result<(), String> {
     let col_w = h.cols.iter().map(|c| c.chars().count()).max().unwrap_or(4).max(5) as i32 * 8 + 10;
     let (cw, ch) = (col_w, 28);
     let (left, top) = (label_w, 60);
-    let width = (left + h.cols.len() as i32 * cw + 20).max(420) as u32;
+    let text_w = |t: &str| t.chars().count() as i32 * 10 + 20;
+    let width = (left + h.cols.len() as i32 * cw + 20).max(text_w(&h.title)).max(text_w(&h.note)) as u32;
     let height = (top + h.rows.len() as i32 * ch + 40) as u32;
     let svg_path = stem.with_extension("svg");
     let mut svg = String::new();

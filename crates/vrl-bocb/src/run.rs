@@ -392,7 +392,16 @@ impl<'a> Worker<'a> {
         let heartbeat = Duration::from_secs(self.cfg.exec.heartbeat_seconds);
         let mut last_beat = Instant::now();
         let mut last_check = Instant::now();
+        let fault = cell_fault(&cell.id);
+        let mut step = 0u64;
         let mut check = || -> Option<Stop> {
+            step += 1;
+            if let Some(Fault::Kill(at)) = fault
+                && at == step
+            {
+                tracing::warn!("VRL_BOCB_FAULT: killing this process at step {step} of {}", cell.id);
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
+            }
             if let Some(s) = self.stop.requested() {
                 return Some(Stop::Requested(s.to_string()));
             }
@@ -414,6 +423,9 @@ impl<'a> Worker<'a> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if fault == Some(Fault::Error) {
+                anyhow::bail!("VRL_BOCB_FAULT: injected error");
+            }
             train_cell(self.cfg, self.data, self.device, cell, dir, &mut log, &mut check)
         }));
         std::panic::set_hook(previous);
@@ -438,6 +450,29 @@ impl<'a> Worker<'a> {
             steps: 0,
         })
     }
+}
+
+/// A fault injected into a cell by the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The cell fails with an error before training.
+    Error,
+    /// The process is killed (SIGKILL) after this many steps of the cell in this process.
+    Kill(u64),
+}
+
+/// Fault injection for tests, like `VRL_FAULT` of vrl-train: `VRL_BOCB_FAULT` is a comma-separated list
+/// of `error:<cell id>` and `kill:<cell id>:<steps>`.
+fn cell_fault(cell: &str) -> Option<Fault> {
+    let spec = std::env::var("VRL_BOCB_FAULT").ok()?;
+    spec.split(',').find_map(|item| {
+        let mut parts = item.trim().split(':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("error"), Some(c), None) if c == cell => Some(Fault::Error),
+            (Some("kill"), Some(c), Some(n)) if c == cell => n.parse().ok().map(Fault::Kill),
+            _ => None,
+        }
+    })
 }
 
 /// The figures of every finished cell, from the ledger and (for a lost line) the cells' `result.json`.

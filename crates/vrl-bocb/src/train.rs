@@ -134,17 +134,26 @@ impl Data {
         Ok(data)
     }
 
-    /// `[C, side]` of the images the models see.
-    pub fn input(&self, cfg: &BocbConfig) -> (usize, usize) {
+    /// `(C, side)` of the images backbone `backbone` sees: its own `img_size`, else `data.img_size`,
+    /// else the native size.
+    pub fn input(&self, cfg: &BocbConfig, backbone: &str) -> (usize, usize) {
         let [c, h, _] = self.train.shape();
-        (c, if cfg.data.img_size > 0 { cfg.data.img_size } else { h })
+        let own = cfg.backbones.get(backbone).map_or(0, |b| b.img_size);
+        let side = if own > 0 {
+            own
+        } else if cfg.data.img_size > 0 {
+            cfg.data.img_size
+        } else {
+            h
+        };
+        (c, side)
     }
 }
 
 /// The model arguments of a backbone with the data's classes, channels and size filled in.
 pub fn model_args(cfg: &BocbConfig, data: &Data, backbone: &str) -> anyhow::Result<(String, ModelArgs)> {
     let b = cfg.backbones.get(backbone).with_context(|| format!("unknown backbone `{backbone}`"))?;
-    let (c, side) = data.input(cfg);
+    let (c, side) = data.input(cfg, backbone);
     let mut args = b.args.clone();
     args.num_classes = Some(data.num_classes as i64);
     args.in_chans = Some(c as i64);
@@ -296,7 +305,7 @@ pub fn train_cell(
         vrl_optim::create_with_groups(&opt.name, &opt.hparams_at(cell.lr, cell.weight_decay), named, &flags)?;
     let mut tr = Trainer { vs, model, optimizer, params };
 
-    let (_, side) = data.input(cfg);
+    let (_, side) = data.input(cfg, &cell.backbone);
     let [_, h, w] = data.train.shape();
     let resize = (side != h || side != w).then_some([side, side]);
     let train_aug = Augment {
