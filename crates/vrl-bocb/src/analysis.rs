@@ -102,13 +102,13 @@ pub fn pairs(entries: &[Entry], backbones: &[String], optimizers: &[String]) -> 
                     }
                 })
                 .collect();
-            let best = grid
-                .iter()
-                .filter_map(|h| h.top1.map(|t| (t, h)))
-                .fold(None::<(f64, &HpResult)>, |acc, (t, h)| match acc {
+            let best = grid.iter().filter_map(|h| h.top1.map(|t| (t, h))).fold(
+                None::<(f64, &HpResult)>,
+                |acc, (t, h)| match acc {
                     Some((bt, _)) if bt >= t => acc,
                     _ => Some((t, h)),
-                });
+                },
+            );
             out.push(PairResult {
                 backbone: b.clone(),
                 optimizer: o.clone(),
@@ -259,7 +259,11 @@ pub fn coupling(
                 best_family: best.and_then(|p| family.get(&p.optimizer).cloned()),
                 worst_optimizer: worst.map(|p| p.optimizer.clone()),
                 spread,
-                failed_optimizers: row.iter().filter(|p| p.top1.is_none()).map(|p| p.optimizer.clone()).collect(),
+                failed_optimizers: row
+                    .iter()
+                    .filter(|p| p.top1.is_none())
+                    .map(|p| p.optimizer.clone())
+                    .collect(),
                 family_bias: false,
                 spread_bias: false,
             }
@@ -284,13 +288,9 @@ pub fn coupling(
     };
     for r in &mut rows {
         r.family_bias = r.best_family.is_some() && r.best_family != majority;
-        r.spread_bias = rows_len_gt1(backbones) && r.spread > 1.5 * median && r.spread > 0.0;
+        r.spread_bias = backbones.len() > 1 && r.spread > 1.5 * median && r.spread > 0.0;
     }
     (majority, rows)
-}
-
-fn rows_len_gt1(backbones: &[String]) -> bool {
-    backbones.len() > 1
 }
 
 #[cfg(test)]
@@ -341,7 +341,8 @@ mod tests {
                 for li in 0..3 {
                     for wi in 0..2 {
                         // Two seeds; the optimum's seeds straddle its value, every other point is worse.
-                        let (a0, a1) = if (li, wi) == (bl, bw) { (acc - 0.01, acc + 0.01) } else { (0.1, 0.2) };
+                        let (a0, a1) =
+                            if (li, wi) == (bl, bw) { (acc - 0.01, acc + 0.01) } else { (0.1, 0.2) };
                         e.push(entry(b, o, li, wi, 0, Some(a0)));
                         e.push(entry(b, o, li, wi, 1, Some(a1)));
                     }
@@ -386,10 +387,11 @@ mod tests {
 
     #[test]
     fn mode_ties_go_to_the_smaller_indices_and_failed_pairs_have_no_optimum() {
-        let mut e = Vec::new();
-        e.push(entry("a", "o", 2, 0, 0, Some(0.9)));
-        e.push(entry("b", "o", 0, 1, 0, Some(0.9)));
-        e.push(entry("c", "o", 1, 1, 0, None));
+        let e = vec![
+            entry("a", "o", 2, 0, 0, Some(0.9)),
+            entry("b", "o", 0, 1, 0, Some(0.9)),
+            entry("c", "o", 1, 1, 0, None),
+        ];
         let (b, o) = (labels(&["a", "b", "c"]), labels(&["o"]));
         let p = pairs(&e, &b, &o);
         assert_eq!(p[2].top1, None);

@@ -149,7 +149,8 @@ impl Claims {
         // written yet) the heartbeat is.
         if let Some(o) = owner.as_ref().filter(|o| o.same_host(&self.owner)) {
             let alive = process_start_time(o.pid).is_some_and(|t| o.start_time == 0 || t == o.start_time);
-            let state = if alive { ClaimState::Live(owner.clone()) } else { ClaimState::Stale(owner.clone()) };
+            let state =
+                if alive { ClaimState::Live(owner.clone()) } else { ClaimState::Stale(owner.clone()) };
             return Ok((state, Some(g)));
         }
         let age = std::fs::metadata(&path)
@@ -170,7 +171,9 @@ impl Claims {
         if let ClaimState::Stale(owner) = &state {
             tracing::info!(
                 "cell {cell}: taking over a claim left by {}",
-                owner.as_ref().map_or("an unknown owner".to_string(), |o| format!("pid {} on {}", o.pid, o.host))
+                owner
+                    .as_ref()
+                    .map_or("an unknown owner".to_string(), |o| format!("pid {} on {}", o.pid, o.host))
             );
         }
         let generation = newest.map_or(0, |g| g + 1);
@@ -283,7 +286,9 @@ mod tests {
         assert!(claims.try_claim("x").unwrap().is_none(), "a fresh heartbeat is live");
         let old = SystemTime::now() - Duration::from_secs(101);
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_modified(old).unwrap();
-        assert!(matches!(claims.state("x").unwrap().0, ClaimState::Stale(Some(ref o)) if o.host == "elsewhere"));
+        assert!(
+            matches!(claims.state("x").unwrap().0, ClaimState::Stale(Some(ref o)) if o.host == "elsewhere")
+        );
         assert_eq!(claims.try_claim("x").unwrap().unwrap().generation, 1);
         // A claim file whose owner is not written yet counts by its age alone.
         std::fs::create_dir_all(dir.path().join("y")).unwrap();

@@ -55,13 +55,7 @@ pub struct ExecConfig {
 
 impl Default for ExecConfig {
     fn default() -> Self {
-        ExecConfig {
-            workers: 1,
-            threads: 0,
-            fail_fast: false,
-            lease_seconds: 600,
-            heartbeat_seconds: 30,
-        }
+        ExecConfig { workers: 1, threads: 0, fail_fast: false, lease_seconds: 600, heartbeat_seconds: 30 }
     }
 }
 
@@ -240,11 +234,9 @@ impl BocbConfig {
             ));
         }
         for (name, r) in &self.recipes {
-            for (key, v) in [
-                ("mixup_alpha", r.mixup_alpha),
-                ("cutmix_alpha", r.cutmix_alpha),
-                ("grad_clip", r.grad_clip),
-            ] {
+            for (key, v) in
+                [("mixup_alpha", r.mixup_alpha), ("cutmix_alpha", r.cutmix_alpha), ("grad_clip", r.grad_clip)]
+            {
                 if !(v >= 0.0 && v.is_finite()) {
                     return Err(invalid(format!("recipes.{name}.{key}"), format!("must be ≥ 0, got {v}")));
                 }
@@ -284,8 +276,12 @@ impl BocbConfig {
                 if grid.is_empty() {
                     return Err(invalid(key, "the grid is empty"));
                 }
-                if grid.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || grid.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(invalid(key, format!("must be finite, ≥ 0 and strictly ascending, got {grid:?}")));
+                if grid.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || grid.windows(2).any(|w| w[0] >= w[1])
+                {
+                    return Err(invalid(
+                        key,
+                        format!("must be finite, ≥ 0 and strictly ascending, got {grid:?}"),
+                    ));
                 }
             }
         }
@@ -299,7 +295,11 @@ impl BocbConfig {
         }
         for (key, list, known) in [
             ("select.backbones", &self.select.backbones, self.backbones.keys().cloned().collect::<Vec<_>>()),
-            ("select.optimizers", &self.select.optimizers, self.optimizers.keys().cloned().collect::<Vec<_>>()),
+            (
+                "select.optimizers",
+                &self.select.optimizers,
+                self.optimizers.keys().cloned().collect::<Vec<_>>(),
+            ),
         ] {
             let mut seen = std::collections::BTreeSet::new();
             for l in list {
@@ -327,7 +327,9 @@ impl BocbConfig {
                     if i >= n {
                         return Err(invalid(
                             key,
-                            format!("index {i} is out of range for optimizer `{label}`, whose grid has {n} values"),
+                            format!(
+                                "index {i} is out of range for optimizer `{label}`, whose grid has {n} values"
+                            ),
                         ));
                     }
                 }

@@ -56,7 +56,9 @@ impl CellRecord {
 /// FNV-1a 64 of the record's canonical JSON, as 16 hex digits.
 fn checksum(record: &CellRecord) -> String {
     let text = serde_json::to_string(record).unwrap_or_default();
-    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let h = text
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{h:016x}")
 }
 
@@ -70,8 +72,8 @@ struct Line {
 /// Appends a record to `path` as one line.
 pub fn append(path: &Path, record: &CellRecord) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(path)?;
-    let mut text =
-        serde_json::to_string(&Line { record: record.clone(), check: checksum(record) }).map_err(std::io::Error::other)?;
+    let mut text = serde_json::to_string(&Line { record: record.clone(), check: checksum(record) })
+        .map_err(std::io::Error::other)?;
     text.push('\n');
     // A torn last line (a writer killed mid-write) must not swallow this one.
     let len = file.metadata()?.len();

@@ -65,7 +65,9 @@ pub mod report;
 mod run;
 mod train;
 
-pub use config::{BackboneConfig, BocbConfig, DataConfig, ExecConfig, OptimizerConfig, RecipeConfig, Select, TrainConfig};
+pub use config::{
+    BackboneConfig, BocbConfig, DataConfig, ExecConfig, OptimizerConfig, RecipeConfig, Select, TrainConfig,
+};
 pub use grid::{Cell, cells};
 pub use run::{Mode, PARENT_ENV, STOP_FILE, Spawner, run};
 pub use train::{CellEnd, CellLog, Data, DataSet, Stop, model_args, train_cell};

@@ -51,7 +51,13 @@ fn colour(t: f64) -> RGBColor {
     RGBColor(mix(0), mix(1), mix(2))
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, h: &Heatmap, cell: (i32, i32), left: i32, top: i32) -> Result<(), String>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    h: &Heatmap,
+    cell: (i32, i32),
+    left: i32,
+    top: i32,
+) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
@@ -82,7 +88,8 @@ where
             };
             root.draw(&Rectangle::new([(x, y), (x + cw - 2, y + ch - 2)], fill.filled())).map_err(e)?;
             let colour = if dark { WHITE } else { BLACK };
-            root.draw(&Text::new(text, (x + cw / 2 - 14, y + ch / 2 - 7), font(13.0).color(&colour))).map_err(e)?;
+            root.draw(&Text::new(text, (x + cw / 2 - 14, y + ch / 2 - 7), font(13.0).color(&colour)))
+                .map_err(e)?;
         }
     }
     let bottom = top + h.rows.len() as i32 * ch + 8;
@@ -139,7 +146,10 @@ mod tests {
         assert!(svg.contains("resnet") && svg.contains("90.0") && svg.contains("✗"), "{svg}");
         let png = image::open(dir.path().join("map.png")).unwrap().to_rgb8();
         // Text was rendered: the title row holds dark pixels on the white background.
-        let dark = (0..png.width()).flat_map(|x| (8..28).map(move |y| (x, y))).filter(|&(x, y)| png.get_pixel(x, y)[0] < 100).count();
+        let dark = (0..png.width())
+            .flat_map(|x| (8..28).map(move |y| (x, y)))
+            .filter(|&(x, y)| png.get_pixel(x, y)[0] < 100)
+            .count();
         assert!(dark > 20, "no text drawn in the PNG ({dark} dark pixels)");
         assert_eq!(colour(0.0), RGBColor(68, 1, 84));
         assert_eq!(colour(1.0), RGBColor(253, 231, 37));

@@ -27,7 +27,13 @@ fn fmt_num(x: f64) -> String {
 }
 
 /// Writes every output of a finished grid and returns `results.json`'s content.
-pub fn finish(run: &RunDir, cfg: &BocbConfig, all: &[Cell], seconds: f64, threads: usize) -> anyhow::Result<Value> {
+pub fn finish(
+    run: &RunDir,
+    cfg: &BocbConfig,
+    all: &[Cell],
+    seconds: f64,
+    threads: usize,
+) -> anyhow::Result<Value> {
     let dir = run.path();
     let recs = crate::run::records(dir, all)?;
     let entries: Vec<Entry> = recs
@@ -42,7 +48,8 @@ pub fn finish(run: &RunDir, cfg: &BocbConfig, all: &[Cell], seconds: f64, thread
         })
         .collect();
     let (bbs, opts) = (&cfg.select.backbones, &cfg.select.optimizers);
-    let family: BTreeMap<String, String> = cfg.optimizers.iter().map(|(k, o)| (k.clone(), o.family.clone())).collect();
+    let family: BTreeMap<String, String> =
+        cfg.optimizers.iter().map(|(k, o)| (k.clone(), o.family.clone())).collect();
     let pairs = analysis::pairs(&entries, bbs, opts);
     let (rob_opt, rob_bb) = analysis::robustness(&pairs, bbs, opts);
     let (majority, coupling) = analysis::coupling(&pairs, bbs, opts, &family);
@@ -152,10 +159,8 @@ pub fn finish(run: &RunDir, cfg: &BocbConfig, all: &[Cell], seconds: f64, thread
     let table: serde_json::Map<String, Value> = bbs
         .iter()
         .map(|b| {
-            let row: serde_json::Map<String, Value> = opts
-                .iter()
-                .filter_map(|o| pair(b, o).map(|p| (o.clone(), pair_json(cfg, p))))
-                .collect();
+            let row: serde_json::Map<String, Value> =
+                opts.iter().filter_map(|o| pair(b, o).map(|p| (o.clone(), pair_json(cfg, p)))).collect();
             (b.clone(), Value::Object(row))
         })
         .collect();
@@ -256,7 +261,10 @@ pub fn finish(run: &RunDir, cfg: &BocbConfig, all: &[Cell], seconds: f64, thread
             ]
         })
         .collect();
-    report.table(&["backbone", "best optimizer", "family", "spread (pp)", "all cells failed", "coupling bias"], &crows);
+    report.table(
+        &["backbone", "best optimizer", "family", "spread (pp)", "all cells failed", "coupling bias"],
+        &crows,
+    );
     report.paragraph(&if named.is_empty() {
         "No backbone shows coupling bias by this definition.".to_string()
     } else {

@@ -54,13 +54,21 @@ pub fn run(
     let cfg = &resolved.config;
     cfg.validate()?;
     // `exec.*` says how the grid runs, not what it computes: it does not change the run.
-    let identity: Vec<Override> =
-        opts.overrides.iter().filter(|o| o.path.first().map(String::as_str) != Some("exec")).cloned().collect();
+    let identity: Vec<Override> = opts
+        .overrides
+        .iter()
+        .filter(|o| o.path.first().map(String::as_str) != Some("exec"))
+        .cloned()
+        .collect();
     let run_id = vrl_config::run_id(&resolved.preset, &identity);
     let fresh = opts.fresh && matches!(mode, Mode::Grid { .. });
     let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, fresh)?;
     if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished { dir: run.path().to_path_buf(), results: run.read_results()?, already: true });
+        return Ok(Outcome::Finished {
+            dir: run.path().to_path_buf(),
+            results: run.read_results()?,
+            already: true,
+        });
     }
     let all = cells(cfg);
     let device = vrl_train::parse_device(&cfg.device)?;
@@ -68,7 +76,8 @@ pub fn run(
     match mode {
         Mode::Worker => {
             let threads = vrl_train::configure_threads(cfg.exec.threads);
-            let label = std::env::var("SLURM_ARRAY_TASK_ID").map_or_else(|_| "worker".to_string(), |t| format!("task-{t}"));
+            let label = std::env::var("SLURM_ARRAY_TASK_ID")
+                .map_or_else(|_| "worker".to_string(), |t| format!("task-{t}"));
             tracing::info!(run = %run.path().display(), threads, "bocb worker {label}");
             let w = Worker::new(cfg, &data, device, run.path(), &label, stop)?;
             match w.work(&all, false, None)? {
@@ -77,7 +86,9 @@ pub fn run(
                     results: json!({ "worker": label, "cells_run": ran }),
                     already: false,
                 }),
-                WorkEnd::Stopped(signal) => Ok(Outcome::Interrupted { dir: run.path().to_path_buf(), signal }),
+                WorkEnd::Stopped(signal) => {
+                    Ok(Outcome::Interrupted { dir: run.path().to_path_buf(), signal })
+                }
                 WorkEnd::FailFast(msg) => Err(anyhow::anyhow!("fail-fast: {msg}")),
             }
         }
@@ -94,7 +105,8 @@ pub fn run(
             let started = Instant::now();
             let bar = grid_bar(all.len() as u64);
             if cfg.exec.workers > 1 {
-                let spawner = spawner.context("exec.workers > 1 needs worker processes, which only the `vrl` binary starts")?;
+                let spawner = spawner
+                    .context("exec.workers > 1 needs worker processes, which only the `vrl` binary starts")?;
                 if let Some(end) = supervise(cfg, run.path(), &all, spawner, threads, stop, &bar)? {
                     return end_of(end, run.path());
                 }
@@ -192,7 +204,10 @@ fn supervise(
     let mut children: Vec<(usize, Child)> = Vec::new();
     for i in 0..n {
         let log = logs.join(format!("worker-{i}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let mut cmd = spawner(i);
@@ -207,7 +222,11 @@ fn supervise(
         tracing::info!("worker {i}: pid {}, {per} thread(s), log {}", child.id(), log.display());
         children.push((i, child));
     }
-    let claims = Claims::new(&run_dir.join("claims"), Owner::this_process("coordinator"), Duration::from_secs(cfg.exec.lease_seconds))?;
+    let claims = Claims::new(
+        &run_dir.join("claims"),
+        Owner::this_process("coordinator"),
+        Duration::from_secs(cfg.exec.lease_seconds),
+    )?;
     let mut forwarded = false;
     let mut failures = Vec::new();
     while !children.is_empty() {
@@ -226,7 +245,8 @@ fn supervise(
                 Some(status) => {
                     let (w, _) = children.remove(i);
                     if !status.success() && status.code() != Some(vrl_train::EXIT_INTERRUPTED) {
-                        failures.push(format!("worker {w} exited with {status} (see workers/worker-{w}.log)"));
+                        failures
+                            .push(format!("worker {w} exited with {status} (see workers/worker-{w}.log)"));
                     }
                 }
                 None => i += 1,
@@ -269,8 +289,12 @@ impl<'a> Worker<'a> {
         label: &str,
         stop: &'a StopSignal,
     ) -> anyhow::Result<Self> {
-        let claims = Claims::new(&run_dir.join("claims"), Owner::this_process(label), Duration::from_secs(cfg.exec.lease_seconds))
-            .with_context(|| format!("creating {}", run_dir.join("claims").display()))?;
+        let claims = Claims::new(
+            &run_dir.join("claims"),
+            Owner::this_process(label),
+            Duration::from_secs(cfg.exec.lease_seconds),
+        )
+        .with_context(|| format!("creating {}", run_dir.join("claims").display()))?;
         let parent = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
         Ok(Worker { cfg, data, device, run_dir: run_dir.to_path_buf(), claims, stop, parent })
     }
@@ -297,7 +321,12 @@ impl<'a> Worker<'a> {
 
     /// Claims and trains cells until none is left to claim. With `wait`, also waits for cells that
     /// other live processes hold, so that on `Done` every cell is finished.
-    pub(crate) fn work(&self, all: &[Cell], wait: bool, bar: Option<&indicatif::ProgressBar>) -> anyhow::Result<WorkEnd> {
+    pub(crate) fn work(
+        &self,
+        all: &[Cell],
+        wait: bool,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> anyhow::Result<WorkEnd> {
         let ledger_path = self.run_dir.join("cells.jsonl");
         let mut ran = 0;
         'scan: loop {
@@ -335,7 +364,10 @@ impl<'a> Worker<'a> {
                 match end {
                     CellEnd::Done(record) => {
                         if claim.lost() {
-                            tracing::warn!("{}: another worker took the cell over; its result is theirs", cell.id);
+                            tracing::warn!(
+                                "{}: another worker took the cell over; its result is theirs",
+                                cell.id
+                            );
                             continue 'scan;
                         }
                         vrl_run::write_json_atomic(&result_path, &record)?;
@@ -484,7 +516,8 @@ pub(crate) fn records(run_dir: &Path, all: &[Cell]) -> anyhow::Result<Vec<(Cell,
             Some(r) => r.clone(),
             None => {
                 let p = run_dir.join("cells").join(&c.id).join("result.json");
-                let text = std::fs::read_to_string(&p).with_context(|| format!("cell {} has no result ({})", c.id, p.display()))?;
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("cell {} has no result ({})", c.id, p.display()))?;
                 serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))?
             }
         };

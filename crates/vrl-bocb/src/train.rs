@@ -2,8 +2,9 @@
 //! detection, evaluation after every epoch, and the final weights.
 
 use std::io::Write as _;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -157,13 +158,23 @@ pub fn model_args(cfg: &BocbConfig, data: &Data, backbone: &str) -> anyhow::Resu
     let mut args = b.args.clone();
     args.num_classes = Some(data.num_classes as i64);
     args.in_chans = Some(c as i64);
-    // Families that take no `img_size` (and reject it) leave it unset; the rest are told the size.
-    let takes_size = vrl_models::create(
-        &b.model,
-        &nn::VarStore::new(Device::Cpu).root(),
-        &ModelArgs { img_size: Some(side as i64), ..args.clone() },
-    );
-    if takes_size.is_ok() {
+    // Families that take no `img_size` (and reject it) leave it unset; the rest are told the size. Found
+    // out by building the model once per process and backbone.
+    static TAKES_SIZE: Mutex<BTreeMap<String, bool>> = Mutex::new(BTreeMap::new());
+    let key = format!("{backbone}@{side}");
+    let known = TAKES_SIZE.lock().ok().and_then(|m| m.get(&key).copied());
+    let takes_size = match known {
+        Some(t) => t,
+        None => {
+            let sized = ModelArgs { img_size: Some(side as i64), ..args.clone() };
+            let t = vrl_models::create(&b.model, &nn::VarStore::new(Device::Cpu).root(), &sized).is_ok();
+            if let Ok(mut m) = TAKES_SIZE.lock() {
+                m.insert(key, t);
+            }
+            t
+        }
+    };
+    if takes_size {
         args.img_size = Some(side as i64);
     }
     Ok((b.model.clone(), args))
@@ -213,13 +224,23 @@ enum Target {
 }
 
 impl Trainer {
-    fn step(&mut self, images: &Tensor, target: &Target, smoothing: f64, clip: f64, lr: f64) -> anyhow::Result<(f64, Tensor)> {
+    fn step(
+        &mut self,
+        images: &Tensor,
+        target: &Target,
+        smoothing: f64,
+        clip: f64,
+        lr: f64,
+    ) -> anyhow::Result<(f64, Tensor)> {
         let logits = self.model.forward_t(images, true);
         let loss = match target {
             Target::Hard(labels) => {
                 logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, smoothing)?
             }
-            Target::Soft(t) => (t * logits.f_log_softmax(-1, Kind::Float)?).f_sum_dim_intlist(-1, false, Kind::Float)?.f_neg()?.f_mean(Kind::Float)?,
+            Target::Soft(t) => (t * logits.f_log_softmax(-1, Kind::Float)?)
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_neg()?
+                .f_mean(Kind::Float)?,
         };
         self.optimizer.zero_grad();
         if self.optimizer.hessian_due() {
@@ -297,7 +318,8 @@ pub fn train_cell(
     tch::manual_seed(cell.seed as i64);
     let vs = nn::VarStore::new(device);
     let model = vrl_models::create(&model_name, &vs.root(), &args)?;
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut named: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let flags = vrl_optim::ParamGroups::default().flags(&named);
     let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
@@ -310,12 +332,14 @@ pub fn train_cell(
     let resize = (side != h || side != w).then_some([side, side]);
     let train_aug = Augment {
         resize,
-        crop: (recipe.crop_padding > 0).then_some(RandomCrop { size: [side, side], padding: recipe.crop_padding }),
+        crop: (recipe.crop_padding > 0)
+            .then_some(RandomCrop { size: [side, side], padding: recipe.crop_padding }),
         flip_p: if recipe.flip { 0.5 } else { 0.0 },
         mean: data.mean.clone(),
         std: data.std.clone(),
     };
-    let test_aug = Augment { resize, crop: None, flip_p: 0.0, mean: data.mean.clone(), std: data.std.clone() };
+    let test_aug =
+        Augment { resize, crop: None, flip_p: 0.0, mean: data.mean.clone(), std: data.std.clone() };
     let loader_cfg = |batch_size, shuffle| LoaderConfig {
         batch_size,
         shuffle,
@@ -338,13 +362,25 @@ pub fn train_cell(
         start = ckpt.step;
         log.line(&cell.id, &format!("resuming from step {start} of {total} ({})", ckpt.path.display()));
     } else {
-        log.line(&cell.id, &format!("start: {model_name} {} lr {} wd {} seed {}, {total} steps", opt.name, cell.lr, cell.weight_decay, cell.seed));
+        log.line(
+            &cell.id,
+            &format!(
+                "start: {model_name} {} lr {} wd {} seed {}, {total} steps",
+                opt.name, cell.lr, cell.weight_decay, cell.seed
+            ),
+        );
     }
     let mut metrics = MetricsLog::open(&dir.join("metrics.jsonl"), (start > 0).then_some(start))?;
     let save = |tr: &Trainer, step: u64, state: &LoopState, metrics: &mut MetricsLog| -> anyhow::Result<()> {
         metrics.sync()?;
         let model: Vec<(String, Tensor)> = tr.vs.variables().into_iter().collect();
-        Checkpoint::save(&ckpt_dir, step, state, &[("model", model), ("optim", tr.optimizer.state())], t.keep_checkpoints)?;
+        Checkpoint::save(
+            &ckpt_dir,
+            step,
+            state,
+            &[("model", model), ("optim", tr.optimizer.state())],
+            t.keep_checkpoints,
+        )?;
         Ok(())
     };
 
@@ -372,9 +408,12 @@ pub fn train_cell(
                 } else {
                     mixup(&mut pixels, dims[0], recipe.mixup_alpha, &mut rng)
                 };
-                let lab: Vec<usize> = Vec::<i64>::try_from(&batch.labels)?.into_iter().map(|l| l as usize).collect();
+                let lab: Vec<usize> =
+                    Vec::<i64>::try_from(&batch.labels)?.into_iter().map(|l| l as usize).collect();
                 let soft = mixed.targets(&lab, data.num_classes, recipe.label_smoothing as f32);
-                let soft = Tensor::from_slice(&soft).view([dims[0] as i64, data.num_classes as i64]).to_device(device);
+                let soft = Tensor::from_slice(&soft)
+                    .view([dims[0] as i64, data.num_classes as i64])
+                    .to_device(device);
                 (Tensor::from_slice(&pixels).view(size.as_slice()).to_device(device), Target::Soft(soft))
             } else {
                 (batch.images.to_device(device), Target::Hard(labels.shallow_clone()))
@@ -388,9 +427,14 @@ pub fn train_cell(
             state.window_seen += n;
             let reference = *state.first_loss.get_or_insert(loss);
             if !loss.is_finite() || loss > t.divergence_factor * reference.max(1e-3) {
-                metrics.log(&json!({"step": step, "epoch": epoch, "lr": lr, "loss": finite(loss), "diverged": true}))?;
+                metrics.log(
+                    &json!({"step": step, "epoch": epoch, "lr": lr, "loss": finite(loss), "diverged": true}),
+                )?;
                 let message = if loss.is_finite() {
-                    format!("loss {loss:.4} exceeded {} × the first step's {reference:.4} at step {step}", t.divergence_factor)
+                    format!(
+                        "loss {loss:.4} exceeded {} × the first step's {reference:.4} at step {step}",
+                        t.divergence_factor
+                    )
                 } else {
                     format!("loss became {loss} at step {step}")
                 };
@@ -425,10 +469,9 @@ pub fn train_cell(
             }
             fault_injection(step);
             let stop_now = stop();
-            if step.is_multiple_of(t.checkpoint_every) || epoch_end || stop_now.is_some() {
-                if stop_now != Some(Stop::Lost) {
-                    save(&tr, step, &state, &mut metrics)?;
-                }
+            let due = step.is_multiple_of(t.checkpoint_every) || epoch_end || stop_now.is_some();
+            if due && stop_now != Some(Stop::Lost) {
+                save(&tr, step, &state, &mut metrics)?;
             }
             if let Some(reason) = stop_now {
                 log.line(&cell.id, &format!("stopped at step {step}: {reason:?}"));

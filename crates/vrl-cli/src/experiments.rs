@@ -97,18 +97,26 @@ fn run_study(
         "mnist" => vrl_mnist::run(file, opts, stop, crate::GIT_COMMIT),
         "bocb" => {
             let spawner = grid_worker_command(file, opts);
-            let mode =
-                if grid_worker { vrl_bocb::Mode::Worker } else { vrl_bocb::Mode::Grid { spawner: Some(&spawner) } };
+            let mode = if grid_worker {
+                vrl_bocb::Mode::Worker
+            } else {
+                vrl_bocb::Mode::Grid { spawner: Some(&spawner) }
+            };
             vrl_bocb::run(file, opts, stop, crate::GIT_COMMIT, mode)
         }
-        other => Err(UserError(format!("{}: unknown study `{other}` (known: mnist, bocb)", file.path.display()))
-            .into()),
+        other => {
+            Err(UserError(format!("{}: unknown study `{other}` (known: mnist, bocb)", file.path.display()))
+                .into())
+        }
     }
 }
 
 /// The command that starts one worker of a grid: this binary, the same experiment file, preset and
 /// overrides, and `--grid-worker`.
-fn grid_worker_command(file: &ExperimentFile, opts: &RunOptions) -> impl Fn(usize) -> std::process::Command + use<> {
+fn grid_worker_command(
+    file: &ExperimentFile,
+    opts: &RunOptions,
+) -> impl Fn(usize) -> std::process::Command + use<> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vrl"));
     let dir = file.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let (name, opts) = (file.name.clone(), opts.clone());

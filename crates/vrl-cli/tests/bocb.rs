@@ -51,8 +51,8 @@ fn make_data(dir: &Path, n_train: usize, n_test: usize) {
     }
 }
 
-/// 2 backbones × 2 optimizers × 2 learning rates × 1 weight decay = 8 cells of 8 steps each. SGD's
-/// largest learning rate of the pair is 1e4: those cells diverge.
+/// 2 backbones × 2 optimizers × 2 learning rates × 1 weight decay = 8 cells of 16 steps each. SGD's
+/// larger learning rate of the pair is 1e4: those cells diverge.
 fn grid(runs: &Path, data: &Path) -> Command {
     let mut cmd = Command::new(VRL);
     cmd.args(["experiment", "bocb", "--preset", "smoke", "--runs-dir"])
@@ -67,14 +67,14 @@ fn grid(runs: &Path, data: &Path) -> Command {
         "data.train_limit=0",
         "data.test_limit=0",
         "data.img_size=16",
-        "train.batch_size=50",
+        "train.batch_size=25",
         "train.checkpoint_every=3",
         "train.log_every=2",
         "train.schedule={kind='cosine', warmup_steps=2}",
-        "backbones.vgg13.args={depths=[1, 1], widths=[4, 8], mlp_ratio=0.001}",
+        "backbones.vgg13.args={depths=[1, 1], widths=[8, 16], mlp_ratio=0.004}",
         "backbones.resnet18.args={depths=[1, 1, 1, 1], widths=[4, 8, 8, 8], cifar_stem=true}",
-        "optimizers.sgd.lr=[0.025, 0.05, 0.1, 1e4, 2e4]",
-        "select={backbones=['vgg13', 'resnet18'], optimizers=['sgd', 'adamw'], lr=[2, 3], weight_decay=[2]}",
+        "optimizers.sgd.lr=[0.025, 0.05, 0.1, 0.2, 1e4]",
+        "select={backbones=['vgg13', 'resnet18'], optimizers=['sgd', 'adamw'], lr=[3, 4], weight_decay=[2]}",
     ] {
         cmd.args(["--set", s]);
     }
@@ -102,14 +102,14 @@ fn results(runs: &Path) -> serde_json::Value {
 }
 
 const CELLS: [&str; 8] = [
-    "vgg13__sgd__lr2__wd2__s0",
     "vgg13__sgd__lr3__wd2__s0",
-    "vgg13__adamw__lr2__wd2__s0",
+    "vgg13__sgd__lr4__wd2__s0",
     "vgg13__adamw__lr3__wd2__s0",
-    "resnet18__sgd__lr2__wd2__s0",
+    "vgg13__adamw__lr4__wd2__s0",
     "resnet18__sgd__lr3__wd2__s0",
-    "resnet18__adamw__lr2__wd2__s0",
+    "resnet18__sgd__lr4__wd2__s0",
     "resnet18__adamw__lr3__wd2__s0",
+    "resnet18__adamw__lr4__wd2__s0",
 ];
 
 /// How often each cell started training from scratch, over all invocations (its log's `start:` lines).
@@ -117,7 +117,8 @@ fn starts(runs: &Path) -> Vec<usize> {
     CELLS
         .iter()
         .map(|c| {
-            let log = std::fs::read_to_string(run_dir(runs).join("cells").join(c).join("log.txt")).unwrap_or_default();
+            let log = std::fs::read_to_string(run_dir(runs).join("cells").join(c).join("log.txt"))
+                .unwrap_or_default();
             log.lines().filter(|l| l.starts_with("start:")).count()
         })
         .collect()
@@ -136,7 +137,7 @@ fn killed_grid_resumes_to_the_same_table_and_failures_are_recorded() {
     let (tmp, data) = setup();
     let reference = tmp.path().join("reference");
     let mut cmd = grid(&reference, &data);
-    cmd.env("VRL_BOCB_FAULT", "error:resnet18__adamw__lr3__wd2__s0");
+    cmd.env("VRL_BOCB_FAULT", "error:resnet18__adamw__lr4__wd2__s0");
     let out = run(cmd);
     assert!(out.status.success(), "uninterrupted grid failed: {}", stderr(&out));
     let expected = results(&reference);
@@ -146,43 +147,63 @@ fn killed_grid_resumes_to_the_same_table_and_failures_are_recorded() {
     assert_eq!(cells.len(), 8);
     let by_id = |id: &str| cells.iter().find(|c| c["cell"] == id).unwrap();
     // The toy task is learnt; lr 1e4 diverges at its first step, recorded with the step, and the grid goes on.
-    let ok = by_id("vgg13__adamw__lr2__wd2__s0");
+    let ok = by_id("vgg13__adamw__lr3__wd2__s0");
     assert_eq!(ok["status"], "ok");
     assert!(ok["final_top1"].as_f64().unwrap() > 0.3, "{ok}");
-    for id in ["vgg13__sgd__lr3__wd2__s0", "resnet18__sgd__lr3__wd2__s0"] {
+    for id in ["vgg13__sgd__lr4__wd2__s0", "resnet18__sgd__lr4__wd2__s0"] {
         let d = by_id(id);
         assert_eq!(d["status"], "diverged", "{d}");
         assert!(d["failed_step"].as_u64().unwrap() >= 1, "{d}");
     }
-    let e = by_id("resnet18__adamw__lr3__wd2__s0");
+    let e = by_id("resnet18__adamw__lr4__wd2__s0");
     assert_eq!(e["status"], "error");
     assert!(e["message"].as_str().unwrap().contains("injected error"), "{e}");
-    let log = std::fs::read_to_string(run_dir(&reference).join("cells/resnet18__adamw__lr3__wd2__s0/log.txt")).unwrap();
+    let log =
+        std::fs::read_to_string(run_dir(&reference).join("cells/resnet18__adamw__lr4__wd2__s0/log.txt"))
+            .unwrap();
     assert!(log.contains("error: VRL_BOCB_FAULT: injected error"), "{log}");
     let report = std::fs::read_to_string(run_dir(&reference).join("report.md")).unwrap();
-    assert!(report.contains("resnet18__adamw__lr3__wd2__s0") && report.contains("diverged"), "{report}");
-    for f in ["heatmap_top1.png", "heatmap_top1.svg", "hp/sgd.png", "hp/adamw.svg", "robustness.csv", "robustness.md", "cells.jsonl"] {
+    assert!(report.contains("resnet18__adamw__lr4__wd2__s0") && report.contains("diverged"), "{report}");
+    for f in [
+        "heatmap_top1.png",
+        "heatmap_top1.svg",
+        "hp/sgd.png",
+        "hp/adamw.svg",
+        "robustness.csv",
+        "robustness.md",
+        "cells.jsonl",
+    ] {
         assert!(run_dir(&reference).join(f).exists(), "{f} missing");
     }
-    assert!(run_dir(&reference).join("cells/vgg13__adamw__lr2__wd2__s0/model.safetensors").exists());
+    assert!(run_dir(&reference).join("cells/vgg13__adamw__lr3__wd2__s0/model.safetensors").exists());
 
-    // SIGKILL in the middle of the third cell (after step 5; its last checkpoint is at the end of epoch 1,
-    // step 4), then
+    // SIGKILL in the middle of the third cell (after step 5; its last checkpoint is at step 3), then
     // the same command again: finished cells are skipped, the third resumes, the table is the same.
     let killed = tmp.path().join("killed");
     let mut cmd = grid(&killed, &data);
-    cmd.env("VRL_BOCB_FAULT", "error:resnet18__adamw__lr3__wd2__s0,kill:vgg13__adamw__lr2__wd2__s0:5");
+    cmd.env("VRL_BOCB_FAULT", "error:resnet18__adamw__lr4__wd2__s0,kill:vgg13__adamw__lr3__wd2__s0:5");
     let out = run(cmd);
     assert_eq!(out.status.signal(), Some(9), "expected death by SIGKILL: {}", stderr(&out));
     assert!(!run_dir(&killed).join("results.json").exists());
     let mut cmd = grid(&killed, &data);
-    cmd.env("VRL_BOCB_FAULT", "error:resnet18__adamw__lr3__wd2__s0");
+    cmd.env("VRL_BOCB_FAULT", "error:resnet18__adamw__lr4__wd2__s0");
     let out = run(cmd);
     assert!(out.status.success(), "resumed grid failed: {}", stderr(&out));
-    assert_eq!(results(&killed), expected, "a grid killed mid-cell and resumed differs from an uninterrupted one");
+    assert_eq!(
+        results(&killed),
+        expected,
+        "a grid killed mid-cell and resumed differs from an uninterrupted one"
+    );
     assert_eq!(starts(&killed), starts(&reference), "a finished cell ran again, or a killed one restarted");
-    let log = std::fs::read_to_string(run_dir(&killed).join("cells/vgg13__adamw__lr2__wd2__s0/log.txt")).unwrap();
-    assert!(log.contains("resuming from step 4"), "{log}");
+    // Bit for bit: the final weights of every trained cell.
+    for c in CELLS {
+        let w =
+            |runs: &Path| std::fs::read(run_dir(runs).join("cells").join(c).join("model.safetensors")).ok();
+        assert_eq!(w(&killed), w(&reference), "final weights of {c} differ");
+    }
+    let log =
+        std::fs::read_to_string(run_dir(&killed).join("cells/vgg13__adamw__lr3__wd2__s0/log.txt")).unwrap();
+    assert!(log.contains("resuming from step 3"), "{log}");
 
     // A finished grid is reported, not repeated.
     let out = run(grid(&reference, &data));
@@ -225,10 +246,14 @@ fn fail_fast_stops_at_the_first_error() {
     let (tmp, data) = setup();
     let runs = tmp.path().join("runs");
     let mut cmd = grid(&runs, &data);
-    cmd.arg("--fail-fast").env("VRL_BOCB_FAULT", "error:vgg13__sgd__lr3__wd2__s0");
+    cmd.arg("--fail-fast").env("VRL_BOCB_FAULT", "error:vgg13__sgd__lr4__wd2__s0");
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("fail-fast") && stderr(&out).contains("vgg13__sgd__lr3__wd2__s0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fail-fast") && stderr(&out).contains("vgg13__sgd__lr4__wd2__s0"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(starts(&runs), vec![1, 0, 0, 0, 0, 0, 0, 0]);
     assert!(!run_dir(&runs).join("results.json").exists());
     // --workers on an experiment that is not a grid is refused.
