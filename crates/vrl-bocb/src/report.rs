@@ -196,7 +196,7 @@ pub fn finish(
     let d = &cfg.data;
     report.paragraph(&format!(
         "{} backbones × {} optimizers × {} (lr, wd) points × {} seed(s) = {} cells on `{}` ({} training / {} test \
-         images{}, {}×{} input), {} epoch(s) per cell, batch {}, device `{}`. Each optimizer's learning rate and \
+         images, {}×{} input unless a backbone sets its own), {} epoch(s) per cell, batch {}, device `{}`. Each optimizer's learning rate and \
          weight decay come from its own grid centred on the study's recipe; a pair's figure is the top-1 after the \
          last epoch at its best (lr, wd), the mean over seeds.",
         bbs.len(),
@@ -207,7 +207,6 @@ pub fn finish(
         d.dataset,
         if d.train_limit == 0 { "all".into() } else { d.train_limit.to_string() },
         if d.test_limit == 0 { "all".into() } else { d.test_limit.to_string() },
-        "",
         d.img_size,
         d.img_size,
         cfg.train.epochs,

@@ -1,8 +1,8 @@
 //! Training one cell: data, the model, the optimizer, the loop with checkpoints, resume and divergence
 //! detection, evaluation after every epoch, and the final weights.
 
-use std::io::Write as _;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
