@@ -31,6 +31,17 @@ pub struct ExperimentArgs {
     /// Where experiment files are read from (default: ./experiments, else the source tree's).
     #[arg(long)]
     experiments_dir: Option<PathBuf>,
+    /// Grid experiments (bocb): worker processes claiming cells, threads split between them
+    /// (the config key `exec.workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Grid experiments (bocb): stop at the first cell that fails with an error (`exec.fail_fast`).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Grid experiments (bocb): run as one worker of an existing grid (claim and train cells until
+    /// none is left, write no outputs); what coordinators and Slurm array tasks start.
+    #[arg(long, hide = true)]
+    grid_worker: bool,
 }
 
 pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
@@ -40,7 +51,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         list(&files, &dir);
         return Ok(ExitCode::SUCCESS);
     };
-    let overrides = args.set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let mut overrides = args.set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
     let stop = StopSignal::install().context("installing signal handlers")?;
     let command: Vec<String> = std::env::args().collect();
     if name == "tour" {
@@ -53,6 +64,19 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         ))
     })?;
+    let grid_flags = args.workers.is_some() || args.fail_fast || args.grid_worker;
+    if grid_flags && file.study != "bocb" {
+        return Err(UserError(format!(
+            "--workers, --fail-fast and --grid-worker apply to grid experiments (bocb), not to `{name}`"
+        ))
+        .into());
+    }
+    if let Some(n) = args.workers {
+        overrides.push(Override::parse(&format!("exec.workers={n}"))?);
+    }
+    if args.fail_fast {
+        overrides.push(Override::parse("exec.fail_fast=true")?);
+    }
     let opts = RunOptions {
         runs_dir: args.runs_dir.clone(),
         preset: args.preset.clone(),
@@ -60,15 +84,53 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         fresh: args.fresh,
         command,
     };
-    Ok(report_outcome(&file.name, run_study(file, &opts, &stop)?))
+    Ok(report_outcome(&file.name, run_study(file, &opts, &stop, args.grid_worker)?))
 }
 
-fn run_study(file: &ExperimentFile, opts: &RunOptions, stop: &StopSignal) -> anyhow::Result<Outcome> {
+fn run_study(
+    file: &ExperimentFile,
+    opts: &RunOptions,
+    stop: &StopSignal,
+    grid_worker: bool,
+) -> anyhow::Result<Outcome> {
     match file.study.as_str() {
         "mnist" => vrl_mnist::run(file, opts, stop, crate::GIT_COMMIT),
-        other => {
-            Err(UserError(format!("{}: unknown study `{other}` (known: mnist)", file.path.display())).into())
+        "bocb" => {
+            let spawner = grid_worker_command(file, opts);
+            let mode = if grid_worker {
+                vrl_bocb::Mode::Worker
+            } else {
+                vrl_bocb::Mode::Grid { spawner: Some(&spawner) }
+            };
+            vrl_bocb::run(file, opts, stop, crate::GIT_COMMIT, mode)
         }
+        other => {
+            Err(UserError(format!("{}: unknown study `{other}` (known: mnist, bocb)", file.path.display()))
+                .into())
+        }
+    }
+}
+
+/// The command that starts one worker of a grid: this binary, the same experiment file, preset and
+/// overrides, and `--grid-worker`.
+fn grid_worker_command(
+    file: &ExperimentFile,
+    opts: &RunOptions,
+) -> impl Fn(usize) -> std::process::Command + use<> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vrl"));
+    let dir = file.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let (name, opts) = (file.name.clone(), opts.clone());
+    move |_| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["experiment", &name, "--grid-worker", "--runs-dir"]).arg(&opts.runs_dir);
+        cmd.arg("--experiments-dir").arg(&dir);
+        if let Some(p) = &opts.preset {
+            cmd.args(["--preset", p]);
+        }
+        for o in &opts.overrides {
+            cmd.arg("--set").arg(o.to_string());
+        }
+        cmd
     }
 }
 
@@ -146,7 +208,7 @@ fn tour(
             command: command.to_vec(),
         };
         let started = std::time::Instant::now();
-        match run_study(file, &opts, stop)? {
+        match run_study(file, &opts, stop, false)? {
             Outcome::Finished { dir, results, .. } => {
                 rows.push((file.name.clone(), dir, headline(&results), started.elapsed().as_secs_f64()));
             }
