@@ -437,6 +437,16 @@ mod tests {
     }
 
     #[test]
+    fn empty_and_single_row_weights_give_no_invented_numbers() {
+        let t = [("empty", vec![0, 5], vec![]), ("row", vec![1, 16], noise(16, 2))];
+        let s = analyze(&t, &Options::default()).expect("analyze");
+        assert_eq!((s[0].num_evals, s[0].l2, s[0].entropy, s[0].pca_topk_energy), (0, Some(0.0), None, None));
+        assert!(matches!(s[0].fit, AlphaFit::NotFitted(NotFitted::TooFewEigenvalues { found: 0, .. })));
+        // One eigenvalue (rank 1): no entropy; one row: no variance after centring.
+        assert_eq!((s[1].num_evals, s[1].entropy, s[1].pca_topk_energy), (1, None, None));
+    }
+
+    #[test]
     fn max_evals_skips_the_esd() {
         let t = [("big", vec![30, 20], noise(600, 0))];
         let o = Options { max_evals: Some(10), ..Options::default() };
