@@ -4,8 +4,8 @@ Writes crates/vrl-vae/tests/fixtures/vae_reference.json, read by crates/vrl-vae/
 Run with the project venv:  ~/.cache/vrl/venv/bin/python python/vae_reference.py
 
 Follows Chen et al. (2018), "Isolating Sources of Disentanglement in VAEs": minibatch-weighted sampling
-(weights 1/(N M)) and minibatch-stratified sampling (Appendix C.2; the wrap-around weight in the last
-row, as in the paper, so that each row of the weight matrix sums to one). Latent groups are runs of
+(weights 1/(N M)) and minibatch-stratified sampling (their appendix; the wrap-around weight in the last
+row, so that each row of the weight matrix sums to one). Latent groups are runs of
 `s` consecutive dimensions. Everything in float64. Also records the parameter count and state-dict
 shapes of a PyTorch module with the architecture of crates/vrl-vae/src/conv_vae.rs.
 """

@@ -6,12 +6,12 @@
 //!
 //! `log q(zⱼ,S) ≈ logsumexpᵢ (log wⱼᵢ + ℓⱼᵢ(S))`,
 //!
-//! with weights `w` from the [`Estimator`]: minibatch-weighted sampling (MWS, Chen et al.'s eq. (S7))
-//! uses `wⱼᵢ = 1/(NM)` everywhere; minibatch-stratified sampling (MSS, their Appendix C.2) uses
+//! with weights `w` from the [`Estimator`]: minibatch-weighted sampling (MWS, as in Chen et al.'s paper and code)
+//! uses `wⱼᵢ = 1/(NM)` everywhere; minibatch-stratified sampling (MSS, from their appendix) uses
 //! `1/N` on the diagonal (the sample's own point), `(N − M + 1)/(N(M − 1))` for one other point
 //! (`i = j + 1`, and `i = 0` for the last row) and `1/(M − 1)` for the rest, so that every row sums to
-//! one. Chen et al.'s code puts the wrap-around weight in row `M − 2` instead of row `M − 1` (leaving
-//! one row summing to more than one); we follow the paper.
+//! one. Chen et al.'s code puts the wrap-around weight in row `M − 2` instead of row `M − 1` (so one
+//! row sums to more than one and another to less); we keep every row a proper set of weights.
 //!
 //! With `S` the whole code (`log q(z)`), the groups `g` of `s` consecutive dimensions
 //! (`Σ_g log q(z_g)`) and single dimensions (`Σ_d log q(z_d)`), the per-sample terms are
