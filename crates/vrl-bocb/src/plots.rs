@@ -1,11 +1,10 @@
 //! Heatmaps as SVG and PNG. The PNG's text is drawn with DejaVu Sans, embedded from the `dejavu`
-//! crate and registered with plotters' `ab_glyph` text renderer, so no system font is needed.
+//! crate and registered with plotters' `ab_glyph` text renderer (`vrl_run::register_fonts`), so no
+//! system font is needed.
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 /// A heatmap: `values[row][col]` (a fraction, shown in percent), `None` for a failed cell (drawn grey
 /// and marked ✗).
@@ -23,14 +22,8 @@ pub struct Heatmap {
     pub note: String,
 }
 
-static FONT: Once = Once::new();
-
 fn register() {
-    FONT.call_once(|| {
-        if register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular()).is_err() {
-            tracing::warn!("cannot register the embedded DejaVu Sans font; PNG text may be missing");
-        }
-    });
+    vrl_run::register_fonts();
 }
 
 /// Viridis-like ramp over `t` in [0, 1].

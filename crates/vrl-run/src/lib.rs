@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use fsx::{write_atomic, write_json_atomic};
 pub use metrics::{MetricsLog, read_metrics};
-pub use plot::{Series, line_plot_svg};
+pub use plot::{Series, line_plot_svg, register_fonts};
 pub use report::Report;
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,10 @@
-//! Line plots as SVG (text is left to the viewer's fonts, so no font files are needed).
+//! Line plots as SVG. Text is measured with DejaVu Sans, embedded from the `dejavu` crate and
+//! registered once with plotters' `ab_glyph` renderer ([`register_fonts`]), so no system font is needed.
 
 use std::path::Path;
+use std::sync::Once;
+
+use plotters::style::{FontStyle, register_font};
 
 use plotters::prelude::*;
 
@@ -24,6 +28,18 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+static FONTS: Once = Once::new();
+
+/// Registers the embedded DejaVu Sans as plotters' `sans-serif` (once per process). Every plot of vrl
+/// calls it before drawing text; without a registered font plotters cannot lay out text.
+pub fn register_fonts() {
+    FONTS.call_once(|| {
+        if register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular()).is_err() {
+            tracing::warn!("cannot register the embedded DejaVu Sans font; plot text may be missing");
+        }
+    });
+}
+
 /// Draws the series as lines on shared axes and writes an SVG file atomically. Non-finite points are skipped.
 pub fn line_plot_svg(
     path: &Path,
@@ -32,6 +48,7 @@ pub fn line_plot_svg(
     y_label: &str,
     series: &[Series],
 ) -> Result<(), RunError> {
+    register_fonts();
     let err = |e: String| RunError::Plot { path: path.to_path_buf(), message: e };
     let finite =
         || series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
