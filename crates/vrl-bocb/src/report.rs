@@ -187,6 +187,10 @@ pub fn finish(
         })
         .collect();
     let failed: Vec<&(Cell, crate::ledger::CellRecord)> = recs.iter().filter(|(_, r)| r.failed()).collect();
+    let headline_figures: Vec<&str> = ["heatmap_top1.png", "layer_alpha.png"]
+        .into_iter()
+        .filter(|f| files.iter().any(|g| g == f))
+        .collect();
     let results = json!({
         "experiment": "bocb",
         "dataset": cfg.data.dataset,
@@ -203,6 +207,7 @@ pub fn finish(
         })).collect::<Vec<_>>(),
         "cells": cells_json,
         "files": files,
+        "headline_figures": headline_figures,
         "timing": { "seconds": seconds, "threads": threads, "workers": cfg.exec.workers,
                     "note": "wall-clock of the last invocation only" },
     });

@@ -217,48 +217,180 @@ fn tour(
         };
         let started = std::time::Instant::now();
         match run_study(file, &opts, stop, false)? {
-            Outcome::Finished { dir, results, .. } => {
-                rows.push((file.name.clone(), dir, headline(&results), started.elapsed().as_secs_f64()));
-            }
+            Outcome::Finished { dir, results, .. } => rows.push(TourRow {
+                name: file.name.clone(),
+                dir,
+                headline: headline(&results),
+                results,
+                secs: started.elapsed().as_secs_f64(),
+            }),
             interrupted @ Outcome::Interrupted { .. } => return Ok(report_outcome(&file.name, interrupted)),
         }
     }
     let run = RunDir::open(&args.runs_dir, "tour", "smoke", "", true)?;
     let mut report = Report::new("vrl tour");
     report.paragraph(&format!(
-        "The smoke preset of every experiment, run by `cargo xtask experiment tour` (vrl {}).",
+        "The smoke preset of every experiment, run by `cargo xtask experiment tour` (vrl {}). Each \
+         section shows the study's headline figures and plots; its own report has everything else.",
         crate::GIT_COMMIT
     ));
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|(name, dir, headline, secs)| {
-            let rel =
-                Path::new("../..").join(name).join(dir.file_name().unwrap_or_default()).join("report.md");
-            vec![format!("[{name}]({})", rel.display()), flatten(headline), format!("{secs:.0} s")]
+        .map(|row| {
+            let recorded = row.results.pointer("/timing/seconds").and_then(Value::as_f64);
+            vec![
+                format!("[{}]({})", row.name, row.link("report.md")),
+                recorded.map_or_else(|| "–".into(), |s| format!("{s:.0} s")),
+                format!("{:.0} s", row.secs),
+            ]
         })
         .collect();
-    report.table(&["experiment", "headline", "time (this invocation)"], &table);
+    report.table(&["experiment", "run time (its last invocation)", "this tour"], &table);
+    for row in &rows {
+        report.heading(&row.name);
+        let (headers, cells) = headline_table(&row.headline);
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        report.table(&headers, &cells);
+        for figure in headline_figures(&row.results, &row.dir) {
+            report.image(&figure, &row.link(&figure));
+        }
+        report.paragraph(&format!("Full report: [{}/report.md]({}).", row.name, row.link("report.md")));
+    }
     report.write(&run.path().join("report.md"))?;
-    let summary: serde_json::Map<String, Value> = rows.into_iter().map(|(n, _, h, _)| (n, h)).collect();
+    let summary: serde_json::Map<String, Value> =
+        rows.into_iter().map(|row| (row.name, row.headline)).collect();
     run.write_results(&summary)?;
     eprintln!("tour: report at {}", run.path().join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }
 
-fn flatten(v: &Value) -> String {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    walk(&p, x, out);
-                }
-            }
-            Value::Number(n) => out.push(format!("{prefix} = {:.4}", n.as_f64().unwrap_or(f64::NAN))),
-            other => out.push(format!("{prefix} = {other}")),
+/// One finished study of the tour.
+struct TourRow {
+    name: String,
+    dir: PathBuf,
+    results: Value,
+    headline: Value,
+    secs: f64,
+}
+
+impl TourRow {
+    /// `file` of this study's run, relative to the tour's run directory (`runs/tour/<id>/`).
+    fn link(&self, file: &str) -> String {
+        Path::new("../..")
+            .join(&self.name)
+            .join(self.dir.file_name().unwrap_or_default())
+            .join(file)
+            .display()
+            .to_string()
+    }
+}
+
+/// The plots a study puts first: `headline_figures` in its results (paths relative to its run
+/// directory), else the first two images (PNG or SVG) its report shows.
+fn headline_figures(results: &Value, dir: &Path) -> Vec<String> {
+    if let Some(list) = results.get("headline_figures").and_then(Value::as_array) {
+        return list.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap_or_default();
+    report
+        .split("![")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("](").and_then(|(_, tail)| tail.split_once(')')))
+        .map(|(path, _)| path)
+        .filter(|p| (p.ends_with(".png") || p.ends_with(".svg")) && !p.contains("://"))
+        .take(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A headline object as a table. Numbers nested two deep (`{figure: {method: x}}`) become a
+/// matrix, oriented so that the longer side runs down the rows; anything else becomes rows of
+/// `key = value`, with nested keys joined by dots.
+fn headline_table(v: &Value) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut leaves = Vec::new();
+    collect_leaves(&mut Vec::new(), v, &mut leaves);
+    let two_deep = !leaves.is_empty() && leaves.iter().all(|(path, _)| path.len() == 2);
+    if !two_deep {
+        let rows = leaves.into_iter().map(|(path, x)| vec![path.join("."), x]).collect();
+        return (vec!["figure".into(), "value".into()], rows);
+    }
+    let mut outer: Vec<String> = Vec::new();
+    let mut inner: Vec<String> = Vec::new();
+    for (path, _) in &leaves {
+        if !outer.contains(&path[0]) {
+            outer.push(path[0].clone());
+        }
+        if !inner.contains(&path[1]) {
+            inner.push(path[1].clone());
         }
     }
-    let mut out = Vec::new();
-    walk("", v, &mut out);
-    out.join(", ")
+    let (rows_are_inner, row_keys, col_keys) =
+        if inner.len() >= outer.len() { (true, &inner, &outer) } else { (false, &outer, &inner) };
+    let cell = |r: &String, c: &String| {
+        let (o, i) = if rows_are_inner { (c, r) } else { (r, c) };
+        leaves
+            .iter()
+            .find(|(path, _)| &path[0] == o && &path[1] == i)
+            .map(|(_, x)| x.clone())
+            .unwrap_or_else(|| "–".into())
+    };
+    let mut headers = vec![String::new()];
+    headers.extend(col_keys.iter().cloned());
+    let rows = row_keys
+        .iter()
+        .map(|r| std::iter::once(r.clone()).chain(col_keys.iter().map(|c| cell(r, c))).collect())
+        .collect();
+    (headers, rows)
+}
+
+fn collect_leaves(path: &mut Vec<String>, v: &Value, out: &mut Vec<(Vec<String>, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                path.push(k.clone());
+                collect_leaves(path, x, out);
+                path.pop();
+            }
+        }
+        Value::Number(n) => out.push((path.clone(), format!("{:.4}", n.as_f64().unwrap_or(f64::NAN)))),
+        other => out.push((path.clone(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_deep_headline_is_a_matrix_with_the_longer_side_down() {
+        let v = serde_json::json!({ "mig": { "vae": 0.01, "beta_tcvae": 0.2, "s2": 0.3 } });
+        let (headers, rows) = headline_table(&v);
+        assert_eq!(headers, ["", "mig"]);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0], ["beta_tcvae", "0.2000"]);
+        let v = serde_json::json!({ "a": { "x": 1 }, "b": { "x": 2 }, "c": { "y": 3 } });
+        let (headers, rows) = headline_table(&v);
+        assert_eq!(headers, ["", "x", "y"]);
+        assert_eq!(rows[2], ["c", "–", "3.0000"]);
+    }
+
+    #[test]
+    fn other_headlines_are_key_value_rows() {
+        let v = serde_json::json!({ "test_accuracy": { "adamw": 0.98 }, "note": "x", "n": 3 });
+        let (headers, rows) = headline_table(&v);
+        assert_eq!(headers, ["figure", "value"]);
+        assert!(rows.contains(&vec!["test_accuracy.adamw".to_string(), "0.9800".to_string()]));
+        assert!(rows.contains(&vec!["note".to_string(), "\"x\"".to_string()]));
+    }
+
+    #[test]
+    fn figures_come_from_results_else_from_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let report =
+            "![a](a.png)\n[link](l.png)\n![web](http://x.png)\n![t](t.txt)\n![b](b.svg)\n![c](c.png)";
+        std::fs::write(dir.path().join("report.md"), report).unwrap();
+        assert_eq!(headline_figures(&serde_json::json!({}), dir.path()), ["a.png", "b.svg"]);
+        let listed = serde_json::json!({ "headline_figures": ["z.png"] });
+        assert_eq!(headline_figures(&listed, dir.path()), ["z.png"]);
+    }
 }
