@@ -6,8 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::cmd;
 use crate::libtorch::TorchEnv;
+use crate::{cmd, page};
 
 /// One vrl-against-reference comparison. Both commands print, as the last line of stdout, one JSON
 /// object such as `{"name":"mnist_train_step","batch_size":128,"threads":2,"images_per_sec":1234.5}`.
@@ -307,21 +307,37 @@ pub fn selected(group: Option<&str>) -> Vec<&'static Comparison> {
     COMPARISONS.iter().filter(|c| group.is_none_or(|g| c.group == g)).collect()
 }
 
-/// Runs every comparison `rounds` times, alternating vrl and the reference, and prints medians and ratios.
+/// Runs every comparison `rounds` times, alternating vrl and the reference, and prints medians and
+/// ratios. Each group's table is also kept as a section of `docs/benchmarks.md` ([`page`]), which is
+/// then written again from the sections of every group measured so far.
 pub fn compare(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: Option<&str>) -> Result<()> {
+    let mut sections = Vec::new();
     if group.is_none_or(|g| g != STEP_TIME_GROUP.0) {
-        compare_rates(root, vrl, env, rounds, group)?;
+        for g in GROUP_ORDER.iter().filter(|g| **g != STEP_TIME_GROUP.0 && group.is_none_or(|x| x == **g)) {
+            let load = page::load_average();
+            let md = compare_rates(root, vrl, env, rounds, g)?;
+            sections.push(page::Section::new(g, rounds, load, md));
+        }
     }
     if group.is_none_or(|g| g == STEP_TIME_GROUP.0) {
-        compare_step_times(root, vrl, env, rounds)?;
+        let load = page::load_average();
+        let md = compare_step_times(root, vrl, env, rounds)?;
+        sections.push(page::Section::new(STEP_TIME_GROUP.0, rounds, load, md));
     }
-    Ok(())
+    for section in &sections {
+        section.save(root)?;
+    }
+    page::write(root, env)
 }
 
-/// The [`COMPARISONS`] of `group`: a rate each side prints, higher is better.
-fn compare_rates(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: Option<&str>) -> Result<()> {
+/// The groups, in the order of the benchmarks page.
+pub const GROUP_ORDER: &[&str] = &["train", "data", "models", "optim", "layers", "metrics"];
+
+/// The [`COMPARISONS`] of `group`: a rate each side prints, higher is better. Prints the table and
+/// returns it as Markdown.
+fn compare_rates(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: &str) -> Result<String> {
     let mut rows = Vec::new();
-    for c in selected(group) {
+    for c in selected(Some(group)) {
         if let Some(prepare) = c.prepare {
             prepare(root, env).with_context(|| format!("{}: cannot prepare the comparison", c.name))?;
         }
@@ -360,6 +376,18 @@ fn compare_rates(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: 
     for (c, _, _, ours, theirs, _) in &rows {
         println!("  {}: vrl {ours:.2?}, {} {theirs:.2?}", c.name, c.reference);
     }
+    let mut md = String::from("| benchmark | vrl | reference | unit | vrl / reference | reference is |\n");
+    md.push_str("|---|---:|---:|---|---:|---|\n");
+    for (c, ours, theirs, _, _, _) in &rows {
+        let unit = c.metric.replace("_per_sec", "/s");
+        md.push_str(&format!(
+            "| {} | {ours:.2} | {theirs:.2} | {unit} | **{:.2}×** | {} |\n",
+            c.name,
+            ours / theirs,
+            c.reference
+        ));
+    }
+    md.push('\n');
     for (c, _, _, _, _, last) in rows.iter().filter(|r| !r.0.report.is_empty()) {
         let figures: Vec<String> = c
             .report
@@ -367,14 +395,16 @@ fn compare_rates(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize, group: 
             .map(|k| format!("{k} {}", json_number(last, k).map_or_else(|| "n/a".to_string(), short)))
             .collect();
         println!("  {} (last round, from {}): {}", c.name, c.reference, figures.join(", "));
+        md.push_str(&format!("- {} (last round, from {}): {}\n", c.name, c.reference, figures.join(", ")));
     }
-    Ok(())
+    Ok(md)
 }
 
 /// Times every [`STEP_TIMES`] row `rounds` times, alternating vrl and the references, and prints each
 /// reference's step time with its speed-up (reference ÷ vrl) and vrl against the bandwidth bound; a
-/// second table does the same for the fastest steps, a guide when the machine is busy.
-fn compare_step_times(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize) -> Result<()> {
+/// second table does the same for the fastest steps, a guide when the machine is busy. Returns the
+/// first table as Markdown.
+fn compare_step_times(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize) -> Result<String> {
     let references = STEP_TIME_REFERENCES;
     let mut rows = Vec::new();
     for row in STEP_TIMES {
@@ -398,6 +428,30 @@ fn compare_step_times(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize) ->
         rows.push((row.name, ours, theirs));
     }
     let n = references.len();
+    let mut md = String::from("| median step, ms (speed-up of vrl) | vrl |");
+    for (t, ..) in references {
+        md.push_str(&format!(" {t} |"));
+    }
+    md.push_str(" bound | vrl / bound |\n|---|---:|");
+    md.push_str(&"---:|".repeat(n + 2));
+    md.push('\n');
+    for (name, ours, theirs) in &rows {
+        let ms = ours.median(0).unwrap_or(f64::NAN);
+        md.push_str(&format!("| {name} | {ms:.2} |"));
+        for k in 0..n {
+            md.push_str(&match theirs.median(k) {
+                Some(t) => format!(" {t:.2} (**{:.2}×**) |", t / ms),
+                None => " – |".into(),
+            });
+        }
+        let bound = ours.median(1).unwrap_or(f64::NAN);
+        md.push_str(&format!(" {bound:.2} | {:.2}× |\n", ms / bound));
+    }
+    md.push_str(
+        "\nSpeed-up = reference ms ÷ vrl ms (above 1: vrl is faster). Bound = bytes the update must move ÷ \
+         the copy bandwidth vrl measured in the same run. torch.optim is the better of `foreach=True` and \
+         `False`; torch fused (`fused=True`, not torch.optim's default) is shown for information.\n",
+    );
     for (title, ours_k, theirs_offset) in [("step (ms; speed-up)", 0, 0), ("fastest step", 2, n)] {
         println!();
         let mut header = format!("{title:<24} {:>9}", "vrl");
@@ -433,7 +487,7 @@ fn compare_step_times(root: &Path, vrl: &Path, env: &TorchEnv, rounds: usize) ->
             .collect();
         println!("  {name}: vrl {:.2?}, bound {:.2?}, {}", ours.values(0), ours.values(1), refs.join(", "));
     }
-    Ok(())
+    Ok(md)
 }
 
 /// The numbers of one side of a step-time comparison, per key and round (`None` where a line had
@@ -497,7 +551,7 @@ fn metric(cmd: &mut Command, key: &str) -> Result<(f64, String)> {
 }
 
 /// The number value of `"key"` in a flat one-line JSON object (enough for the benchmark lines).
-fn json_number(line: &str, key: &str) -> Option<f64> {
+pub fn json_number(line: &str, key: &str) -> Option<f64> {
     let pattern = format!("\"{key}\"");
     let rest = &line[line.find(&pattern)? + pattern.len()..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
@@ -548,6 +602,9 @@ mod tests {
     #[test]
     fn groups_and_packages() {
         assert!(is_group("optim") && is_group("layers") && !is_group("nope"));
+        for c in COMPARISONS {
+            assert!(GROUP_ORDER.contains(&c.group), "{} is not on the benchmarks page", c.group);
+        }
         assert_eq!(packages(Some("optim")), vec!["vrl-optim"]);
         assert!(packages(None).contains(&"vrl-optim"));
     }

@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod data;
 mod libtorch;
+mod page;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,7 +36,9 @@ commands:
                                alternating rounds each, default 3; --compare-only skips criterion; layers
                                installs weightwatcher 0.7.7 into the venv and times ResNet-50's layer
                                statistics; optim times one optimizer step over ResNet-50's parameters
-                               against torch.optim and pytorch-optimizer, with the memory-bandwidth bound)
+                               against torch.optim and pytorch-optimizer, with the memory-bandwidth bound);
+                               each group's table then goes into docs/benchmarks.md, with the machine,
+                               versions and date (groups not re-measured keep their earlier section)
   help                         this text
 
 environment:
