@@ -25,6 +25,10 @@ pub struct ExperimentArgs {
     /// Start over even if a run with the same id exists.
     #[arg(long)]
     fresh: bool,
+    /// Where to train: `auto` (CUDA when LibTorch sees a GPU), `cpu`, `cuda` or `cuda:N`; the config key
+    /// `device`, for every study of a tour too (default: the preset's).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
     /// Where runs are written.
     #[arg(long, env = "VRL_RUNS", default_value = "runs")]
     runs_dir: PathBuf,
@@ -52,6 +56,9 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let mut overrides = args.set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(device) = &args.device {
+        overrides.push(device_override(device)?);
+    }
     let stop = StopSignal::install().context("installing signal handlers")?;
     let command: Vec<String> = std::env::args().collect();
     if name == "tour" {
@@ -85,6 +92,12 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         command,
     };
     Ok(report_outcome(&file.name, run_study(file, &opts, &stop, args.grid_worker)?))
+}
+
+/// `--device D` as the override `device="D"`, checked first so that a typo fails before any work.
+fn device_override(device: &str) -> anyhow::Result<Override> {
+    vrl_train::parse_device(device).map_err(|e| UserError(format!("--device: {e}")))?;
+    Ok(Override::parse(&format!("device=\"{device}\""))?)
 }
 
 fn run_study(
@@ -211,7 +224,7 @@ fn tour(
         let opts = RunOptions {
             runs_dir: args.runs_dir.clone(),
             preset: Some("smoke".into()),
-            overrides: Vec::new(),
+            overrides: args.device.as_deref().map(device_override).transpose()?.into_iter().collect(),
             fresh: args.fresh,
             command: command.to_vec(),
         };

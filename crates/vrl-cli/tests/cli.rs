@@ -187,6 +187,10 @@ fn bad_input_exits_2_with_a_message() {
     );
     assert_user_error(&vrl(&runs, &data, &["--preset", "huge"], None), &["no preset `huge`"]);
     assert_user_error(&vrl(&runs, &data, &["--set", "device=tpu"], None), &["device `tpu`"]);
+    assert_user_error(&vrl(&runs, &data, &["--device", "tpu"], None), &["--device", "device `tpu`"]);
+    if !tch::Cuda::is_available() {
+        assert_user_error(&vrl(&runs, &data, &["--device", "cuda"], None), &["CUDA is not available"]);
+    }
 
     // Truncated data: the file and what was wrong are named.
     let labels = data.join("t10k-labels-idx1-ubyte");
