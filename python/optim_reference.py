@@ -87,6 +87,8 @@ CASES = [
     ("sgd_nesterov_wd", "sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}, {}),
     ("adamw_defaults", "adamw", {"lr": 1e-2}, {}),
     ("adamw_custom", "adamw", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1}, {}),
+    ("adamw_amsgrad", "adamw", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1,
+                                "amsgrad": True}, {}),
     ("lion_defaults", "lion", {"lr": 1e-3}, {}),
     ("lion_custom_wd", "lion", {"lr": 1e-3, "betas": [0.95, 0.98], "weight_decay": 0.5}, {}),
     ("lamb_defaults", "lamb", {"lr": 1e-2}, {}),

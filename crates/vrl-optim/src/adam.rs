@@ -162,8 +162,8 @@ impl Optimizer for Adam {
     }
 }
 
-/// [`AdamKernel`] with AMSGrad: the denominator uses `v̂ ← max(v̂, v)`.
-fn amsgrad<T: Real>(
+/// [`AdamKernel`] with AMSGrad: the denominator uses `v̂ ← max(v̂, v)` (`adam` and `adamw`).
+pub(crate) fn amsgrad<T: Real>(
     k: &AdamKernel,
     p: &Tensor,
     g: &Tensor,

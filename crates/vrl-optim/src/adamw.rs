@@ -1,9 +1,11 @@
-//! AdamW (Loshchilov and Hutter, 2019), exactly as `torch.optim.AdamW` (without `amsgrad`):
+//! AdamW (Loshchilov and Hutter, 2019), exactly as `torch.optim.AdamW` (single-tensor path,
+//! optional `amsgrad`):
 //!
 //! ```text
 //! θ ← θ (1 − η λ)                                   (decoupled weight decay)
 //! m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
-//! θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+//! v̂ ← max(v̂, v)  (amsgrad)   or   v̂ ← v
+//! θ ← θ − η/(1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
 //! ```
 //!
 //! `weight_decay_mode = "coupled"` replaces the first line by `g ← g + λθ`, which makes it `adam`.
@@ -25,6 +27,8 @@ pub struct AdamW {
     params: Vec<NamedParam>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// `max_exp_avg_sq`, only with `amsgrad`.
+    max_exp_avg_sq: Option<Vec<Tensor>>,
     betas: [f64; 2],
     eps: f64,
     decay: WeightDecay,
@@ -41,6 +45,7 @@ impl AdamW {
                 ("betas", HValue::Pair([0.9, 0.999])),
                 ("eps", HValue::Num(1e-8)),
                 ("weight_decay", HValue::Num(1e-2)),
+                ("amsgrad", HValue::Bool(false)),
             ],
             WeightDecayMode::Decoupled,
         )
@@ -52,11 +57,17 @@ impl AdamW {
         h.non_negative("lr")?;
         let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let max_exp_avg_sq = if h.flag("amsgrad")? {
+            Some(params.iter().map(|(_, p)| p.zeros_like()).collect())
+        } else {
+            None
+        };
         let modes = [WeightDecayMode::Decoupled, WeightDecayMode::Coupled];
         Ok(AdamW {
             params,
             exp_avg,
             exp_avg_sq,
+            max_exp_avg_sq,
             betas: h.unit_pair("betas")?,
             eps: h.non_negative("eps")?,
             decay: WeightDecay::resolve(&h, "adamw", &modes, None)?,
@@ -78,12 +89,15 @@ impl Optimizer for AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - b1.powi(t);
         let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+        for (i, (_, p)) in self.params.iter_mut().enumerate() {
             let g = p.grad();
             if !g.defined() {
                 continue;
             }
-            if let Some(dtype) = fused::eligible(self.fused, &[p, &g, m, v]) {
+            let (m, v) = (&mut self.exp_avg[i], &mut self.exp_avg_sq[i]);
+            let mut tensors = vec![&*p, &g, &*m, &*v];
+            tensors.extend(self.max_exp_avg_sq.as_ref().map(|max| &max[i]));
+            if let Some(dtype) = fused::eligible(self.fused, &tensors) {
                 let k = AdamKernel {
                     b1,
                     b2,
@@ -93,7 +107,10 @@ impl Optimizer for AdamW {
                     wd: self.decay.coupled_lambda(p).unwrap_or(0.0),
                     factor: self.decay.decoupled_factor(p, lr).unwrap_or(1.0),
                 };
-                with_real!(dtype, T => k.run::<T>(p, &g, m, v))?;
+                match &self.max_exp_avg_sq {
+                    Some(max) => with_real!(dtype, T => crate::adam::amsgrad::<T>(&k, p, &g, m, v, &max[i]))?,
+                    None => with_real!(dtype, T => k.run::<T>(p, &g, m, v))?,
+                }
                 continue;
             }
             let g = self.decay.couple(p, g)?;
@@ -101,7 +118,15 @@ impl Optimizer for AdamW {
             let _ = m.f_lerp_(&g, 1.0 - b1)?;
             let _ = v.f_mul_scalar_(b2)?;
             let _ = v.f_addcmul_(&g, &(&g * (1.0 - b2)))?;
-            let denom = (v.f_sqrt()? / bc2_sqrt).f_add_scalar(self.eps)?;
+            let v_hat = match &mut self.max_exp_avg_sq {
+                Some(max) => {
+                    let mx = &mut max[i];
+                    mx.f_copy_(&mx.f_maximum(v)?)?;
+                    mx.shallow_clone()
+                }
+                None => v.shallow_clone(),
+            };
+            let denom = (v_hat.f_sqrt()? / bc2_sqrt).f_add_scalar(self.eps)?;
             let _ = p.f_addcdiv_(&(&*m * (-lr / bc1)), &denom)?;
         }
         Ok(())
@@ -112,22 +137,26 @@ impl Optimizer for AdamW {
     }
 
     fn state(&self) -> Vec<NamedParam> {
-        buffers_state(
-            self.step,
-            &self.params,
-            &[("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)],
-        )
+        let mut buffers: Vec<(&str, &[Tensor])> =
+            vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)];
+        if let Some(max) = &self.max_exp_avg_sq {
+            buffers.push(("max_exp_avg_sq", max));
+        }
+        buffers_state(self.step, &self.params, &buffers)
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), OptimError> {
-        let buffers: &mut [(&str, &mut [Tensor])] =
-            &mut [("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)];
-        self.step = load_buffers("adamw", state, &self.params, buffers)?;
+        let mut buffers: Vec<(&str, &mut [Tensor])> =
+            vec![("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)];
+        if let Some(max) = &mut self.max_exp_avg_sq {
+            buffers.push(("max_exp_avg_sq", max));
+        }
+        self.step = load_buffers("adamw", state, &self.params, &mut buffers)?;
         Ok(())
     }
 }
 
-/// The fused Adam / AdamW update of one parameter (shared with `adam` without `amsgrad`):
+/// The fused Adam / AdamW update of one parameter without `amsgrad`:
 /// `g ← g + λ_c θ`, `θ ← f θ`, the moments, then `θ ← θ + s · m / (√v / √(1 − β₂ᵗ) + ε)` with
 /// `s = −η/(1 − β₁ᵗ)`. `wd` is 0 and `factor` 1 where no decay applies.
 pub(crate) struct AdamKernel {

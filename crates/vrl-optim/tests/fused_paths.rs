@@ -281,7 +281,7 @@ fn configurations() -> Vec<(&'static str, Vec<&'static str>)> {
                 &[],
                 &["momentum=0.8", "dampening=0.2"],
             ],
-            "adam" => &[&[], &["amsgrad=true"]],
+            "adam" | "adamw" => &[&[], &["amsgrad=true"]],
             "rmsprop" => &[&[], &["centered=true"], &["momentum=0.5"], &["centered=true", "momentum=0.5"]],
             "sgdp" => &[&["momentum=0.9"], &["momentum=0.9", "nesterov=true"]],
             "adamp" => &[&[], &["nesterov=true"]],

@@ -22,6 +22,7 @@ fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
         ("sgd", vec!["momentum=0.9", "nesterov=true"]),
         ("sgd", vec!["momentum=0.9", "dampening=0.5"]),
         ("adam", vec!["amsgrad=true"]),
+        ("adamw", vec!["amsgrad=true"]),
         ("rmsprop", vec!["momentum=0.9", "centered=true"]),
         ("adagrad", vec!["lr_decay=0.1", "initial_accumulator_value=0.1"]),
         ("nadam", vec!["decoupled_weight_decay=true"]),

@@ -67,6 +67,7 @@ fn cases() -> Vec<(&'static str, Vec<&'static str>, Rule, bool)> {
         ("radam", vec![], Rule::Coupled, false),
         ("radam", vec!["decoupled_weight_decay=true"], DECOUPLED, false),
         ("adamw", vec![], DECOUPLED, false),
+        ("adamw", vec!["amsgrad=true"], DECOUPLED, false),
         ("lion", vec![], DECOUPLED, false),
         ("lamb", vec![], DECOUPLED, false),
         ("adabelief", vec![], DECOUPLED, false),
