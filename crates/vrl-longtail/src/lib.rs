@@ -27,6 +27,7 @@
 pub mod causal;
 mod config;
 pub mod counterfactual;
+mod data;
 pub mod eval;
 pub mod losses;
 mod study;
