@@ -41,7 +41,7 @@ enum Pixels {
     Memory(Tensor),
     /// Byte images read and transformed a batch at a time: the training transform (augmentation)
     /// and the evaluation transform (each may read its own source).
-    Source { train: Transformed, eval: Transformed },
+    Source { train: Box<Transformed>, eval: Box<Transformed> },
 }
 
 /// One split of a data set, whole: pixels and labels.
@@ -168,7 +168,10 @@ impl Dataset {
                     let eval =
                         Transformed { source: source.clone(), augment: Augment::normalize(&mean, &std) };
                     let train_t = Transformed { source, augment: Augment::cifar_train(mean, std) };
-                    Ok(Full { pixels: Pixels::Source { train: train_t, eval }, labels })
+                    Ok(Full {
+                        pixels: Pixels::Source { train: Box::new(train_t), eval: Box::new(eval) },
+                        labels,
+                    })
                 };
                 Ok(Dataset {
                     train: full(true)?,
@@ -208,7 +211,7 @@ impl Dataset {
                         }),
                         augment: Augment::normalize(&IMAGENET_MEAN, &IMAGENET_STD),
                     };
-                    Full { pixels: Pixels::Source { train, eval }, labels }
+                    Full { pixels: Pixels::Source { train: Box::new(train), eval: Box::new(eval) }, labels }
                 };
                 Ok(Dataset {
                     train: full(train_folder),

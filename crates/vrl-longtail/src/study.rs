@@ -194,7 +194,8 @@ pub fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let results = finish(&run, cfg, per_method, counts_by_if, &groups, n_max, seconds, threads)?;
+    let results =
+        finish(&run, cfg, per_method, counts_by_if, &groups, n_max, seconds, threads, &test.counts)?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
 }
 
@@ -587,6 +588,7 @@ fn finish(
     n_max: usize,
     seconds: f64,
     threads: usize,
+    test_counts: &[usize],
 ) -> anyhow::Result<Value> {
     // Merge the jobs' metrics.
     let mut merged = String::new();
@@ -640,13 +642,15 @@ fn finish(
         "timing": {"seconds": seconds, "threads": threads, "note": "wall-clock of the last invocation only"},
     });
 
-    let mut report =
-        Report::new("longtail: a ViT on long-tailed Fashion-MNIST, causal method against baselines");
+    let mut report = Report::new(&format!(
+        "longtail: a ViT on long-tailed {}, causal method against baselines",
+        cfg.data.dataset
+    ));
     report.paragraph(&format!(
         "Model `{}` ({}), stage 1: {} epoch(s) of {} (batch {}), stage 2: {} epoch(s) class-balanced ({}), seed {}. \
          Largest class: {n_max} training images. Shot groups by training images, OLTR's thresholds \
          (many > 100, few < 20) scaled by n_max / 500: many > {}, medium {}–{}, few < {}. Accuracies are top-1 in %, \
-         ECE with 15 bins in %. Test: {} images per class. With τ = 1 the logit-adjusted loss and \
+         ECE with 15 bins in %. Test images per class: {:?}. With τ = 1 the logit-adjusted loss and \
          balanced softmax are the same function (log π and log n differ by a constant), so `la` and `bs` agree.",
         cfg.model.name,
         model_args(&cfg.model.args),
@@ -660,7 +664,7 @@ fn finish(
         groups.few_below,
         groups.many_above,
         groups.few_below,
-        if cfg.data.test_per_class == 0 { "1000".to_string() } else { cfg.data.test_per_class.to_string() },
+        test_counts,
     ));
     let order: Vec<String> = METHODS
         .iter()
