@@ -111,6 +111,11 @@ fn if_key(f: f64) -> String {
     }
 }
 
+/// How a results key reads in the report: `100` for `if100`, `as given` for `as_given`.
+fn if_label(key: &str) -> &str {
+    key.strip_prefix("if").unwrap_or("as given")
+}
+
 /// Runs the experiment described by `file` with `opts`; see the crate documentation.
 pub fn run(
     file: &ExperimentFile,
@@ -673,7 +678,7 @@ fn finish(
         .filter(|m| per_method.contains_key(m))
         .collect();
     for k in &ifs {
-        report.heading(&format!("Imbalance factor {}", &k[2..]));
+        report.heading(&format!("Imbalance factor {}", if_label(k)));
         report.paragraph(&format!("Training images per class: {}.", results["train_counts"][k]));
         let rows: Vec<Vec<String>> = order
             .iter()
@@ -694,7 +699,7 @@ fn finish(
     }
     for f in &cfg.ablation_ifs {
         let k = if_key(*f);
-        report.heading(&format!("Ablation of the causal method, IF {}", &k[2..]));
+        report.heading(&format!("Ablation of the causal method, IF {}", if_label(&k)));
         let rows: Vec<Vec<String>> = order
             .iter()
             .filter(|m| m.starts_with("causal") && !per_method[*m][&k].is_null())
@@ -742,7 +747,7 @@ fn finish(
             })
             .collect();
         let file = "per_class_accuracy.svg";
-        let title = format!("Per-class accuracy against training images, IF {}", &k[2..]);
+        let title = format!("Per-class accuracy against training images, IF {}", if_label(&k));
         match vrl_run::line_plot_svg(
             &run.path().join(file),
             &title,
@@ -772,7 +777,7 @@ fn finish(
                 .collect();
             report.paragraph(&format!(
                 "Few-shot accuracy at IF {} against cross-entropy ({:.1}%): {}.",
-                &k[2..],
+                if_label(&k),
                 100.0 * ce,
                 lines.join("; ")
             ));
@@ -812,7 +817,10 @@ mod tests {
         validate(&r.config).unwrap();
         assert_eq!(jobs(&r.config, 0.0).len(), 8);
         assert_eq!((r.config.eval.many_above, r.config.eval.few_below), (100, 20));
-        assert_eq!(if_key(0.0), "as_given");
+        assert_eq!(
+            (if_key(0.0).as_str(), if_label("as_given"), if_label("if100")),
+            ("as_given", "as given", "100")
+        );
         let r = file.resolve::<LongtailConfig>(Some("smoke"), &[]).unwrap();
         let j = jobs(&r.config, 100.0);
         assert!(j[4].tde && j[5].causal.as_ref().is_some_and(|c| c.patch.enabled && c.global.enabled));

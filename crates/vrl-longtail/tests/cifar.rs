@@ -1,5 +1,6 @@
 //! The `longtail` study end to end on a few fake CIFAR-10 records (a tiny ViT, one epoch): every
-//! method and ablation gets its figures at the imbalance factor, on the long-tailed counts.
+//! method and ablation gets its figures at the imbalance factor, on the long-tailed counts, and the
+//! training split as given (imbalance factor 0) runs too.
 
 use std::path::Path;
 
@@ -41,7 +42,7 @@ fn tiny_run_on_fake_cifar10() {
     let sets = [
         "data.dataset=\"cifar10\"",
         dir.as_str(),
-        "data.imbalance_factors=[5.0]",
+        "data.imbalance_factors=[5.0, 0.0]",
         "ablation_ifs=[5.0]",
         "model.args={num_classes = 10, in_chans = 3, img_size = 32, patch_size = 16, depths = [1], widths = [16], num_heads = [2], mlp_ratio = 2.0}",
         "train.epochs=1",
@@ -67,6 +68,9 @@ fn tiny_run_on_fake_cifar10() {
     // 20 training images per class (4 in each of 5 batches), IF 5.
     let counts = longtail_counts(20, 10, 5.0).expect("counts");
     assert_eq!(results["train_counts"]["if5"], serde_json::json!(counts));
+    // Imbalance factor 0: the training split as it is.
+    assert_eq!(results["train_counts"]["as_given"], serde_json::json!(vec![20; 10]));
+    assert!(results["results"]["bs"]["as_given"]["overall"].is_f64());
     let methods = ["ce", "la_posthoc", "ce_crt", "cb", "la", "bs", "tde", "causal"];
     let ablations = ["causal-no_patch", "causal-no_global", "causal-no_calibration", "causal-no_stage2"];
     for m in methods.iter().chain(&ablations) {
