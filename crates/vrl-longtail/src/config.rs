@@ -47,15 +47,28 @@ pub struct LongtailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `fashion-mnist` (the only data set wired so far).
+    /// `fashion-mnist`, `cifar10`, `cifar100` (the binary batches) or `imagefolder` (split lists).
     pub dataset: String,
-    /// Directory with the IDX files; empty: the dataset cache (`cargo xtask data fashion-mnist`).
+    /// Directory with the data: the IDX files (empty: the dataset cache, `cargo xtask data
+    /// fashion-mnist`), the CIFAR `.bin` files or their parent, or the image folder's root.
     pub dir: String,
-    /// Imbalance factors `n_max / n_min` of the long-tailed training sets.
+    /// `imagefolder`: the training split list, `<relative/path.jpg> <label>` lines (ImageNet-LT's
+    /// `ImageNet_LT_train.txt`); a relative path is taken from `dir`.
+    #[serde(default)]
+    pub train_list: String,
+    /// `imagefolder`: the test split list (`ImageNet_LT_test.txt`).
+    #[serde(default)]
+    pub test_list: String,
+    /// `imagefolder`: the model's input size (0: 224); images are resized to 8/7 of it, then cropped.
+    #[serde(default)]
+    pub image_size: usize,
+    /// Imbalance factors `n_max / n_min` of the long-tailed training sets; `0` takes the training
+    /// split as it is (an ImageNet-LT list is long-tailed already).
     pub imbalance_factors: Vec<f64>,
-    /// Training images of the largest class (0: all of the class, 6000).
+    /// Training images of the largest class (0: the largest class of the training split: 6000 for
+    /// Fashion-MNIST, 5000 for CIFAR-10, 500 for CIFAR-100).
     pub n_max: usize,
-    /// Test images per class, drawn seeded (0: all, 1000).
+    /// Test images per class, drawn seeded (0: all).
     pub test_per_class: usize,
 }
 

@@ -20,13 +20,16 @@
 //! ```
 //!
 //! The experiment (`experiments/longtail.toml`) is run by [`run`] (`vrl experiment longtail`): every
-//! method on long-tailed Fashion-MNIST at each imbalance factor, `results.json` with `overall`,
-//! `many`, `medium`, `few` and `ece` per method and imbalance factor, and `report.md` with the tables,
-//! the ablation table and the per-class accuracy plot. See `docs/longtail.md`.
+//! method on long-tailed Fashion-MNIST (or CIFAR-10-LT / CIFAR-100-LT from the binary batches, or an
+//! image folder with ImageNet-LT split lists: `data.dataset`) at each imbalance factor,
+//! `results.json` with `overall`, `many`, `medium`, `few` and `ece` per method and imbalance factor,
+//! and `report.md` with the tables, the ablation table and the per-class accuracy plot. See
+//! `docs/longtail.md`.
 
 pub mod causal;
 mod config;
 pub mod counterfactual;
+mod data;
 pub mod eval;
 pub mod losses;
 mod study;

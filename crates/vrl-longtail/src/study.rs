@@ -1,4 +1,5 @@
-//! The `longtail` experiment: every method on long-tailed Fashion-MNIST at each imbalance factor.
+//! The `longtail` experiment: every method on a long-tailed data set (Fashion-MNIST, CIFAR-10/100,
+//! an image folder with split lists) at each imbalance factor.
 //!
 //! One training job per (model, imbalance factor) in its own directory (`<job>-if<IF>/`, with
 //! `metrics.jsonl` and `result.json`); a job whose `result.json` exists is not run again, so an
@@ -6,51 +7,27 @@
 //! share a job: `ce` gives `ce`, `la_posthoc` and (after stage 2) `ce_crt`; `causal` gives `causal`
 //! and the ablations `causal-no_stage2` and `causal-no_calibration`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 use tch::{Device, Kind, Tensor, nn};
 use vrl_config::{ConfigError, ExperimentFile};
-use vrl_data::FashionMnist;
 use vrl_data::longtail::{Sampler, ShotGroups, longtail_counts, longtail_subset};
-use vrl_loader::TensorDataset;
 use vrl_models::VisionTransformer;
 use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
 use vrl_train::{Outcome, RunOptions, StopSignal, seed_step};
 
 use crate::causal::{CausalConfig, CausalVit};
 use crate::counterfactual::{calibrate, counterfactual_images, counterfactual_pairs, logit_bias};
+use crate::data::{DATASETS, Dataset, Split};
 use crate::eval::{Figures, figures};
 use crate::losses;
 use crate::{LongtailConfig, TdeConfig};
 
-const NUM_CLASSES: usize = 10;
 const METHODS: [&str; 8] = ["ce", "la_posthoc", "ce_crt", "cb", "la", "bs", "tde", "causal"];
 const ABLATIONS: [&str; 4] = ["no_patch", "no_global", "no_calibration", "no_stage2"];
-
-/// A long-tailed training set (or a test set) in memory.
-struct Split {
-    images: Tensor,
-    labels: Tensor,
-    label_vec: Vec<usize>,
-    counts: Vec<usize>,
-}
-
-impl Split {
-    fn subset(all: &TensorDataset, indices: &[usize]) -> Self {
-        let idx = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let labels = all.labels.index_select(0, &idx);
-        let label_vec: Vec<usize> =
-            Vec::<i64>::try_from(&labels).unwrap_or_default().into_iter().map(|l| l as usize).collect();
-        let mut counts = vec![0; NUM_CLASSES];
-        for &l in &label_vec {
-            counts[l.min(NUM_CLASSES - 1)] += 1;
-        }
-        Split { images: all.images.index_select(0, &idx), labels, label_vec, counts }
-    }
-}
 
 /// The training loss of a job.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,10 +57,10 @@ fn invalid(key: &str, message: String) -> anyhow::Error {
 }
 
 fn validate(cfg: &LongtailConfig) -> anyhow::Result<()> {
-    if cfg.data.dataset != "fashion-mnist" {
+    if !DATASETS.contains(&cfg.data.dataset.as_str()) {
         return Err(invalid(
             "data.dataset",
-            format!("`{}` is not wired yet; expected `fashion-mnist`", cfg.data.dataset),
+            format!("unknown data set `{}`; expected one of {}", cfg.data.dataset, DATASETS.join(", ")),
         ));
     }
     if cfg.data.imbalance_factors.is_empty() {
@@ -123,8 +100,20 @@ fn validate(cfg: &LongtailConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The results key of an imbalance factor: `if100`; `as_given` for 0 (the training split unchanged).
 fn if_key(f: f64) -> String {
-    if f.fract() == 0.0 { format!("if{}", f as i64) } else { format!("if{f}") }
+    if f == 0.0 {
+        "as_given".into()
+    } else if f.fract() == 0.0 {
+        format!("if{}", f as i64)
+    } else {
+        format!("if{f}")
+    }
+}
+
+/// How a results key reads in the report: `100` for `if100`, `as given` for `as_given`.
+fn if_label(key: &str) -> &str {
+    key.strip_prefix("if").unwrap_or("as given")
 }
 
 /// Runs the experiment described by `file` with `opts`; see the crate documentation.
@@ -151,19 +140,19 @@ pub fn run(
     run.write_meta(&vrl_train::run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
     tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), threads, "longtail");
 
-    let data_dir = match cfg.data.dir.as_str() {
-        "" => vrl_cache::ready_dataset_dir("fashion-mnist")?,
-        dir => PathBuf::from(dir),
-    };
-    let fm = FashionMnist::load(&data_dir)?;
-    let train_all = TensorDataset::from_images(&fm.train, FashionMnist::MEAN, FashionMnist::STD);
-    let test_all = TensorDataset::from_images(&fm.test, FashionMnist::MEAN, FashionMnist::STD);
+    let data = Dataset::load(&cfg.data)?;
+    let num_classes = data.num_classes;
     let test_idx = match cfg.data.test_per_class {
-        0 => (0..fm.test.n).collect(),
-        k => longtail_subset(&fm.test.labels, &[k; NUM_CLASSES], cfg.seed).context("data.test_per_class")?,
+        0 => (0..data.test.labels.len()).collect(),
+        k => longtail_subset(&data.test.labels, &vec![k; num_classes], cfg.seed)
+            .context("data.test_per_class")?,
     };
-    let test = Split::subset(&test_all, &test_idx);
-    let n_max = if cfg.data.n_max == 0 { 6000 } else { cfg.data.n_max };
+    let test = data.test.subset(&test_idx, num_classes);
+    let full_counts = data.train.class_counts(num_classes);
+    let n_max = match cfg.data.n_max {
+        0 => full_counts.iter().copied().max().unwrap_or(0),
+        n => n,
+    };
     let groups = if cfg.eval.many_above == 0 && cfg.eval.few_below == 0 {
         ShotGroups::scaled(n_max)?
     } else {
@@ -176,9 +165,13 @@ pub fn run(
     let mut counts_by_if = Map::new();
     for &imb in &cfg.data.imbalance_factors {
         let key = if_key(imb);
-        let counts = longtail_counts(n_max, NUM_CLASSES, imb).context("data.imbalance_factors")?;
-        let kept = longtail_subset(&fm.train.labels, &counts, cfg.seed).context("data.n_max")?;
-        let train = Split::subset(&train_all, &kept);
+        let kept: Vec<usize> = if imb == 0.0 {
+            (0..data.train.labels.len()).collect()
+        } else {
+            let counts = longtail_counts(n_max, num_classes, imb).context("data.imbalance_factors")?;
+            longtail_subset(&data.train.labels, &counts, cfg.seed).context("data.n_max")?
+        };
+        let train = data.train.subset(&kept, num_classes);
         counts_by_if.insert(key.clone(), json!(train.counts));
         for job in jobs(cfg, imb) {
             let dir = run.path().join(format!("{}-{key}", job.name));
@@ -188,7 +181,7 @@ pub fn run(
             } else {
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 let t0 = Instant::now();
-                match run_job(cfg, &job, imb, &train, &test, &groups, &dir, device, stop)? {
+                match run_job(cfg, &job, imb, &train, &test, &groups, &dir, device, data.shape, stop)? {
                     Done::Figures(f) => {
                         tracing::info!("{} at IF {imb}: {:.1} s", job.name, t0.elapsed().as_secs_f64());
                         vrl_run::write_json_atomic(&path, &f)?;
@@ -206,7 +199,8 @@ pub fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let results = finish(&run, cfg, per_method, counts_by_if, &groups, n_max, seconds, threads)?;
+    let results =
+        finish(&run, cfg, per_method, counts_by_if, &groups, n_max, seconds, threads, &test.counts)?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
 }
 
@@ -243,11 +237,29 @@ fn jobs(cfg: &LongtailConfig, imb: f64) -> Vec<Job> {
     out
 }
 
-fn build(cfg: &LongtailConfig, job: &Job, device: Device) -> anyhow::Result<(nn::VarStore, CausalVit)> {
+/// The job's model; its input channels, size and classes must match the data (`[C, H, W]`, classes).
+fn build(
+    cfg: &LongtailConfig,
+    job: &Job,
+    device: Device,
+    [c, h, w]: [usize; 3],
+    num_classes: usize,
+) -> anyhow::Result<(nn::VarStore, CausalVit)> {
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
     let vit = VisionTransformer::named(&vs.root(), &cfg.model.name, &cfg.model.args)
         .with_context(|| format!("model `{}`", cfg.model.name))?;
+    let vc = &vit.config;
+    let data = &cfg.data.dataset;
+    for (key, model, wanted) in [
+        ("model.args.in_chans", vc.in_chans, c),
+        ("model.args.img_size", vc.img_size, h.max(w)),
+        ("model.args.num_classes", vc.num_classes, num_classes),
+    ] {
+        if model != wanted as i64 {
+            return Err(invalid(key, format!("the model has {model}, but `{data}` needs {wanted}")));
+        }
+    }
     let tde = job.tde.then_some(cfg.tde.num_heads);
     let mut model = CausalVit::new(&vs.root(), vit, job.causal.as_ref(), tde).map_err(anyhow::Error::msg)?;
     if let Some(c) = model.tde.as_mut() {
@@ -273,6 +285,26 @@ fn loss_of(
     })
 }
 
+/// What a training stage reads.
+enum Inputs<'a> {
+    /// The training split's images (augmented where the data set has a training transform).
+    Images(&'a Split),
+    /// Precomputed features `[N, D]`, one row per example of the split (a head-only stage 2).
+    Features(&'a Tensor),
+}
+
+impl Inputs<'_> {
+    /// The inputs at positions `pos`; `epoch` keys the augmentation.
+    fn batch(&self, pos: &[usize], seed: u64, epoch: u64) -> anyhow::Result<Tensor> {
+        match self {
+            Inputs::Images(split) => split.images(pos, Some((seed, epoch))),
+            Inputs::Features(t) => {
+                Ok(t.index_select(0, &Tensor::from_slice(&pos.iter().map(|&i| i as i64).collect::<Vec<_>>())))
+            }
+        }
+    }
+}
+
 /// One stage of training: `forward` maps a batch of inputs to logits; `inputs` are images or, for a
 /// head-only stage, precomputed features.
 #[allow(clippy::too_many_arguments)]
@@ -281,7 +313,7 @@ fn train_stage(
     params: Vec<(String, Tensor)>,
     forward: &dyn Fn(&Tensor) -> Tensor,
     loss: &dyn Fn(&Tensor, &Tensor) -> anyhow::Result<Tensor>,
-    inputs: &Tensor,
+    inputs: Inputs,
     train: &Split,
     sampler: Sampler,
     epochs: u64,
@@ -309,7 +341,8 @@ fn train_stage(
         for chunk in order.chunks(bs) {
             seed_step(cfg.seed ^ (stage << 40), step);
             let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let x = inputs.index_select(0, &idx).to_device(device);
+            // Each stage and epoch draws its own augmentation of an example.
+            let x = inputs.batch(chunk, cfg.seed, (stage << 32) | epoch)?.to_device(device);
             let y = train.labels.index_select(0, &idx).to_device(device);
             lr = schedule.lr(base_lr, step, total);
             let l = loss(&forward(&x), &y)?;
@@ -328,15 +361,21 @@ fn train_stage(
     Ok(None)
 }
 
-/// Logits `[N, C]` on the CPU, in evaluation mode, in batches.
-fn predict(f: &dyn Fn(&Tensor) -> Tensor, inputs: &Tensor, batch: usize, device: Device) -> Tensor {
+/// Outputs `[N, …]` on the CPU of `f` in evaluation mode, on a split's images (evaluation transform)
+/// in batches.
+fn predict(
+    f: &dyn Fn(&Tensor) -> Tensor,
+    split: &Split,
+    batch: usize,
+    device: Device,
+) -> anyhow::Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let n = inputs.size()[0];
-    let parts: Vec<Tensor> = (0..n)
-        .step_by(batch.max(1))
-        .map(|s| f(&inputs.narrow(0, s, (batch as i64).min(n - s)).to_device(device)).to_device(Device::Cpu))
-        .collect();
-    Tensor::cat(&parts, 0)
+    let pos: Vec<usize> = (0..split.len()).collect();
+    let parts = pos
+        .chunks(batch.max(1))
+        .map(|c| Ok(f(&split.images(c, None)?.to_device(device)).to_device(Device::Cpu)))
+        .collect::<anyhow::Result<Vec<Tensor>>>()?;
+    Ok(Tensor::cat(&parts, 0))
 }
 
 fn figures_of(logits: &Tensor, test: &Split, train: &Split, groups: &ShotGroups) -> anyhow::Result<Value> {
@@ -355,15 +394,16 @@ fn run_job(
     groups: &ShotGroups,
     dir: &Path,
     device: Device,
+    shape: [usize; 3],
     stop: &StopSignal,
 ) -> anyhow::Result<Done> {
-    let (vs, model) = build(cfg, job, device)?;
+    let (vs, model) = build(cfg, job, device, shape, train.counts.len())?;
     let mut metrics = MetricsLog::open(&dir.join("metrics.jsonl"), None)?;
     let counts = train.counts.clone();
     tracing::info!("{} at IF {imb}: {} training images {:?}", job.name, train.label_vec.len(), counts);
     if let Some(c) = &job.causal {
-        let k = 256.min(train.label_vec.len()) as i64;
-        let sample = train.images.narrow(0, 0, k).to_device(device);
+        let k = 256.min(train.len());
+        let sample = train.gather(&(0..k).collect::<Vec<_>>())?.to_device(device);
         model.kmeans_init(&sample, c, 10).map_err(|e| anyhow::anyhow!("k-means initialisation: {e}"))?;
     }
     // Stage 1: instance-balanced sampling, the job's loss, every parameter.
@@ -377,7 +417,7 @@ fn run_job(
         params,
         &fwd,
         &loss,
-        &train.images,
+        Inputs::Images(train),
         train,
         Sampler::Uniform,
         cfg.train.epochs,
@@ -393,14 +433,23 @@ fn run_job(
     }
     let eval_fwd = |x: &Tensor| model.forward_t(x, false);
     let eb = cfg.train.eval_batch_size;
-    let z1 = predict(&eval_fwd, &test.images, eb, device);
+    let z1 = predict(&eval_fwd, test, eb, device)?;
     let mut out = Map::new();
     let has = |m: &str| cfg.methods.iter().any(|x| x == m);
     let ablate = |a: &str| cfg.ablation_ifs.contains(&imb) && cfg.ablations.iter().any(|x| x == a);
     let bias = |label: &str| -> anyhow::Result<Tensor> {
-        let pairs = counterfactual_pairs(&train.label_vec, NUM_CLASSES, cfg.calibration.samples, cfg.seed)?;
-        let cf = counterfactual_images(&train.images, &pairs, cfg.calibration.kind)?;
-        let b = logit_bias(&predict(&eval_fwd, &cf, eb, device))?;
+        let pairs =
+            counterfactual_pairs(&train.label_vec, train.counts.len(), cfg.calibration.samples, cfg.seed)?;
+        // A batch of pairs at a time: their images, the counterfactuals, the logits.
+        let _guard = tch::no_grad_guard();
+        let mut parts = Vec::new();
+        for chunk in pairs.chunks(eb.max(1)) {
+            let pos: Vec<usize> = chunk.iter().flat_map(|&(a, b)| [a, b]).collect();
+            let local: Vec<(usize, usize)> = (0..chunk.len()).map(|k| (2 * k, 2 * k + 1)).collect();
+            let cf = counterfactual_images(&train.gather(&pos)?, &local, cfg.calibration.kind)?;
+            parts.push(eval_fwd(&cf.to_device(device)).to_device(Device::Cpu));
+        }
+        let b = logit_bias(&Tensor::cat(&parts, 0))?;
         metrics_bias(dir, label, &b)?;
         Ok(b)
     };
@@ -436,7 +485,7 @@ fn run_job(
         let schedule = vrl_optim::Schedule::Cosine { warmup_steps: 0, min_lr_ratio: 0.0 };
         let ce = |z: &Tensor, y: &Tensor| loss_of(cfg, Loss::Ce, &counts, z, y);
         let stopped = if cfg.stage2.train == "head" {
-            let feats = predict(&|x: &Tensor| model.features(x, false), &train.images, eb, device);
+            let feats = predict(&|x: &Tensor| model.features(x, false), train, eb, device)?;
             let params: Vec<(String, Tensor)> = {
                 let mut p: Vec<(String, Tensor)> = vs
                     .variables()
@@ -454,7 +503,7 @@ fn run_job(
                 params,
                 &head,
                 &ce,
-                &feats,
+                Inputs::Features(&feats),
                 train,
                 Sampler::ClassBalanced,
                 cfg.stage2.epochs,
@@ -474,7 +523,7 @@ fn run_job(
                 p,
                 &fwd,
                 &ce,
-                &train.images,
+                Inputs::Images(train),
                 train,
                 Sampler::ClassBalanced,
                 cfg.stage2.epochs,
@@ -490,7 +539,7 @@ fn run_job(
             return Ok(Done::Interrupted(signal));
         }
     }
-    let z2 = predict(&eval_fwd, &test.images, eb, device);
+    let z2 = predict(&eval_fwd, test, eb, device)?;
     if job.name == "ce" && has("ce_crt") {
         out.insert("ce_crt".into(), figures_of(&z2, test, train, groups)?);
     }
@@ -544,6 +593,7 @@ fn finish(
     n_max: usize,
     seconds: f64,
     threads: usize,
+    test_counts: &[usize],
 ) -> anyhow::Result<Value> {
     // Merge the jobs' metrics.
     let mut merged = String::new();
@@ -597,13 +647,15 @@ fn finish(
         "timing": {"seconds": seconds, "threads": threads, "note": "wall-clock of the last invocation only"},
     });
 
-    let mut report =
-        Report::new("longtail: a ViT on long-tailed Fashion-MNIST, causal method against baselines");
+    let mut report = Report::new(&format!(
+        "longtail: a ViT on long-tailed {}, causal method against baselines",
+        cfg.data.dataset
+    ));
     report.paragraph(&format!(
         "Model `{}` ({}), stage 1: {} epoch(s) of {} (batch {}), stage 2: {} epoch(s) class-balanced ({}), seed {}. \
          Largest class: {n_max} training images. Shot groups by training images, OLTR's thresholds \
          (many > 100, few < 20) scaled by n_max / 500: many > {}, medium {}–{}, few < {}. Accuracies are top-1 in %, \
-         ECE with 15 bins in %. Test: {} images per class. With τ = 1 the logit-adjusted loss and \
+         ECE with 15 bins in %. Test images per class: {:?}. With τ = 1 the logit-adjusted loss and \
          balanced softmax are the same function (log π and log n differ by a constant), so `la` and `bs` agree.",
         cfg.model.name,
         model_args(&cfg.model.args),
@@ -617,7 +669,7 @@ fn finish(
         groups.few_below,
         groups.many_above,
         groups.few_below,
-        if cfg.data.test_per_class == 0 { "1000".to_string() } else { cfg.data.test_per_class.to_string() },
+        test_counts,
     ));
     let order: Vec<String> = METHODS
         .iter()
@@ -626,7 +678,7 @@ fn finish(
         .filter(|m| per_method.contains_key(m))
         .collect();
     for k in &ifs {
-        report.heading(&format!("Imbalance factor {}", &k[2..]));
+        report.heading(&format!("Imbalance factor {}", if_label(k)));
         report.paragraph(&format!("Training images per class: {}.", results["train_counts"][k]));
         let rows: Vec<Vec<String>> = order
             .iter()
@@ -647,7 +699,7 @@ fn finish(
     }
     for f in &cfg.ablation_ifs {
         let k = if_key(*f);
-        report.heading(&format!("Ablation of the causal method, IF {}", &k[2..]));
+        report.heading(&format!("Ablation of the causal method, IF {}", if_label(&k)));
         let rows: Vec<Vec<String>> = order
             .iter()
             .filter(|m| m.starts_with("causal") && !per_method[*m][&k].is_null())
@@ -695,7 +747,7 @@ fn finish(
             })
             .collect();
         let file = "per_class_accuracy.svg";
-        let title = format!("Per-class accuracy against training images, IF {}", &k[2..]);
+        let title = format!("Per-class accuracy against training images, IF {}", if_label(&k));
         match vrl_run::line_plot_svg(
             &run.path().join(file),
             &title,
@@ -725,7 +777,7 @@ fn finish(
                 .collect();
             report.paragraph(&format!(
                 "Few-shot accuracy at IF {} against cross-entropy ({:.1}%): {}.",
-                &k[2..],
+                if_label(&k),
                 100.0 * ce,
                 lines.join("; ")
             ));
@@ -750,7 +802,7 @@ mod tests {
     #[test]
     fn experiment_file_resolves_and_plans_the_jobs() {
         let file = file();
-        for preset in ["smoke", "paper"] {
+        for preset in ["smoke", "paper", "cifar10_lt", "cifar100_lt"] {
             let r = file.resolve::<LongtailConfig>(Some(preset), &[]).unwrap();
             validate(&r.config).unwrap();
             let names: Vec<String> = jobs(&r.config, 100.0).into_iter().map(|j| j.name).collect();
@@ -760,6 +812,15 @@ mod tests {
             );
             assert_eq!(jobs(&r.config, 10.0).len(), 6, "no ablation jobs off ablation_ifs");
         }
+        // ImageNet-LT: the split list as given (IF 0), ablations there, OLTR's thresholds.
+        let r = file.resolve::<LongtailConfig>(Some("imagenet_lt"), &[]).unwrap();
+        validate(&r.config).unwrap();
+        assert_eq!(jobs(&r.config, 0.0).len(), 8);
+        assert_eq!((r.config.eval.many_above, r.config.eval.few_below), (100, 20));
+        assert_eq!(
+            (if_key(0.0).as_str(), if_label("as_given"), if_label("if100")),
+            ("as_given", "as given", "100")
+        );
         let r = file.resolve::<LongtailConfig>(Some("smoke"), &[]).unwrap();
         let j = jobs(&r.config, 100.0);
         assert!(j[4].tde && j[5].causal.as_ref().is_some_and(|c| c.patch.enabled && c.global.enabled));
@@ -777,7 +838,7 @@ mod tests {
         assert!(check(r#"ablations=["no_head"]"#).contains("no_head"));
         assert!(check("ablation_ifs=[50.0]").contains("50 is not one of"));
         assert!(check(r#"stage2.train="body""#).contains("`body`"));
-        assert!(check(r#"data.dataset="cifar10""#).contains("not wired yet"));
+        assert!(check(r#"data.dataset="svhn""#).contains("unknown data set `svhn`"));
         let e = file.resolve::<LongtailConfig>(Some("smoke"), &[Override::parse("causal.typo=1").unwrap()]);
         assert!(e.unwrap_err().to_string().contains("typo"));
     }
