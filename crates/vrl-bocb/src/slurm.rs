@@ -455,6 +455,17 @@ pub fn status(file: &ExperimentFile, opts: &RunOptions) -> anyhow::Result<GridSt
         Owner::this_process("status"),
         Duration::from_secs(cfg.exec.lease_seconds),
     )?;
+    // Tasks: squeue while Slurm remembers them, sacct where accounting is on, else the exits the tasks
+    // recorded themselves.
+    let subs = submissions(&dir)?;
+    let mut ids = Vec::new();
+    for s in &subs {
+        if let Some(a) = &s.array_job {
+            ids.push(a.clone());
+        }
+        ids.push(s.finalize_job.clone());
+    }
+    let (queue, acct) = (squeue(&ids), sacct(&ids));
     let mut cells = Vec::new();
     for c in &all {
         let row = match ledger.records.get(&c.id) {
@@ -478,7 +489,21 @@ pub fn status(file: &ExperimentFile, opts: &RunOptions) -> anyhow::Result<GridSt
                     ""
                 };
                 match claims.state(&c.id)? {
-                    (ClaimState::Live(o), _) => (CellState::Running, label(&o)),
+                    (ClaimState::Live(o), _) => {
+                        // A task killed outright on another host holds its claim until the lease runs out.
+                        let gone = o
+                            .as_ref()
+                            .and_then(|o| o.label.strip_prefix("slurm-"))
+                            .and_then(|task| queue.get(task))
+                            .map(|s| s.split('|').next().unwrap_or_default())
+                            .filter(|s| !["RUNNING", "COMPLETING", "PENDING"].contains(s));
+                        let note = gone.map_or(String::new(), |s| {
+                            format!(
+                                " (its task is {s}: taken over after exec.lease_seconds without heartbeat)"
+                            )
+                        });
+                        (CellState::Running, format!("{}{note}", label(&o)))
+                    }
                     (ClaimState::Stale(o), _) => {
                         (CellState::Pending, format!("claim left by {} (gone){checkpoint}", label(&o)))
                     }
@@ -491,17 +516,6 @@ pub fn status(file: &ExperimentFile, opts: &RunOptions) -> anyhow::Result<GridSt
         };
         cells.push((c.id.clone(), row.0, row.1));
     }
-    // Tasks: squeue while Slurm remembers them, sacct where accounting is on, else the exits the tasks
-    // recorded themselves.
-    let subs = submissions(&dir)?;
-    let mut ids = Vec::new();
-    for s in &subs {
-        if let Some(a) = &s.array_job {
-            ids.push(a.clone());
-        }
-        ids.push(s.finalize_job.clone());
-    }
-    let (queue, acct) = (squeue(&ids), sacct(&ids));
     let exits: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("slurm/tasks.jsonl"))
         .unwrap_or_default()
         .lines()

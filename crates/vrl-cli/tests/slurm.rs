@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 const VRL: &str = env!("CARGO_BIN_EXE_vrl");
 
-/// The cell made slow (1 s a step) in the first submission, so that it can be caught mid-way; it is
+/// The cell made slow (2 s a step) in the first submission, so that it can be caught mid-way; it is
 /// the grid's last cell, claimed when every other cell is claimed.
 const SLOW: &str = "resnet18__adamw__lr3__wd2__s0";
 const CELLS: usize = 8;
@@ -195,7 +195,7 @@ fn slurm_array_survives_a_cancelled_task_and_resubmission_runs_each_cell_once() 
 
     // First submission, with the last cell slowed down.
     let mut cmd = grid(&runs, &data);
-    cmd.env("VRL_BOCB_FAULT", format!("slow:{SLOW}:1000"));
+    cmd.env("VRL_BOCB_FAULT", format!("slow:{SLOW}:2000"));
     let (array, report) = submit(cmd);
     let mut jobs = Jobs(vec![array.clone(), report.clone()]);
     let dir = runs.join("bocb").join(std::fs::read_link(runs.join("bocb/latest")).unwrap());
