@@ -27,7 +27,8 @@ commands:
   data [NAME...]               download and verify data sets (default: every one in datasets/)
   build [--debug]              build the vrl binary: cargo build --release -p vrl-cli (target/release/vrl)
   experiment [NAME] [ARGS...]  libtorch + data + build, then run `target/release/vrl experiment NAME ARGS...`
-                               (no NAME: list the experiments; `tour` runs the guided tour)
+                               (no NAME: list the experiments; `tour` runs the guided tour;
+                               `bocb --backend slurm [--status]` submits the grid to Slurm, docs/bocb.md)
   test                         libtorch and python/requirements.txt (timm), then cargo fmt --check,
                                clippy -D warnings, nextest, doc tests
   bench [GROUP] [--rounds N] [--compare-only]

@@ -51,11 +51,61 @@ pub struct ExecConfig {
     pub lease_seconds: u64,
     /// Seconds between heartbeats of a running cell's claim.
     pub heartbeat_seconds: u64,
+    /// The Slurm job array of `--backend slurm` ([`crate::slurm`]).
+    pub slurm: SlurmConfig,
 }
 
 impl Default for ExecConfig {
     fn default() -> Self {
-        ExecConfig { workers: 1, threads: 0, fail_fast: false, lease_seconds: 600, heartbeat_seconds: 30 }
+        ExecConfig {
+            workers: 1,
+            threads: 0,
+            fail_fast: false,
+            lease_seconds: 600,
+            heartbeat_seconds: 30,
+            slurm: SlurmConfig::default(),
+        }
+    }
+}
+
+/// The job array that `--backend slurm` submits: each array task is one worker (`--grid-worker`)
+/// with these resources; empty strings and zeros leave a resource to the cluster's defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmConfig {
+    /// Array tasks (workers) per submission; a re-submission uses at most one per missing cell.
+    pub array_size: usize,
+    /// At most this many tasks at once (`--array=0-N%P`; 0: no limit).
+    pub array_parallelism: usize,
+    /// `--partition` (empty: the cluster's default).
+    pub partition: String,
+    /// `--gpus-per-task` (0: none).
+    pub gpus_per_task: usize,
+    /// `--cpus-per-task`; also each worker's LibTorch threads.
+    pub cpus_per_task: usize,
+    /// `--mem` per task, e.g. `8G` (empty: the cluster's default).
+    pub mem: String,
+    /// `--time` per task, e.g. `04:00:00` (empty: the partition's default).
+    pub time: String,
+    /// `--job-name` (empty: `vrl-<experiment>`).
+    pub job_name: String,
+    /// More `sbatch` options, one per item (`--account=lab`, `--qos=high`); given to every job.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig {
+            array_size: 4,
+            array_parallelism: 0,
+            partition: String::new(),
+            gpus_per_task: 0,
+            cpus_per_task: 1,
+            mem: String::new(),
+            time: String::new(),
+            job_name: String::new(),
+            extra_args: Vec::new(),
+        }
     }
 }
 
@@ -218,6 +268,8 @@ impl BocbConfig {
             ("exec.workers", self.exec.workers as f64),
             ("exec.lease_seconds", self.exec.lease_seconds as f64),
             ("exec.heartbeat_seconds", self.exec.heartbeat_seconds as f64),
+            ("exec.slurm.array_size", self.exec.slurm.array_size as f64),
+            ("exec.slurm.cpus_per_task", self.exec.slurm.cpus_per_task as f64),
         ] {
             if !(v > 0.0 && v.is_finite()) {
                 return Err(invalid(key, format!("must be positive, got {v}")));

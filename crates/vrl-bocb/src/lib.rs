@@ -15,7 +15,9 @@
 //! recorded as failed with its step; a cell that errors is recorded with its error, and the grid goes
 //! on (`exec.fail_fast` stops it instead). At the end: `results.json`, `heatmap_top1.{png,svg}`,
 //! `hp/<optimizer>.{png,svg}`, the layer statistics by depth `depth/<backbone>.{png,svg}` and
-//! `layer_alpha.{png,svg}` ([`depth`]), `robustness.{csv,md}` and `report.md` ([`report`]).
+//! `layer_alpha.{png,svg}` ([`depth`]), `robustness.{csv,md}` and `report.md` ([`report`]). On a
+//! cluster, the workers are the tasks of a Slurm job array, and a dependent job writes the outputs
+//! ([`slurm`]).
 //!
 //! ```no_run
 //! use vrl_config::ExperimentFile;
@@ -65,11 +67,13 @@ pub mod ledger;
 pub mod plots;
 pub mod report;
 mod run;
+pub mod slurm;
 mod train;
 
 pub use config::{
-    BackboneConfig, BocbConfig, DataConfig, ExecConfig, OptimizerConfig, RecipeConfig, Select, TrainConfig,
+    BackboneConfig, BocbConfig, DataConfig, ExecConfig, OptimizerConfig, RecipeConfig, Select, SlurmConfig,
+    TrainConfig,
 };
 pub use grid::{Cell, cells};
-pub use run::{Mode, PARENT_ENV, STOP_FILE, Spawner, run};
+pub use run::{Mode, Opened, PARENT_ENV, STOP_FILE, Spawner, open, run};
 pub use train::{CellEnd, CellLog, Data, DataSet, Stop, model_args, train_cell};

@@ -50,19 +50,9 @@ pub fn run(
     vrl_commit: &str,
     mode: Mode<'_>,
 ) -> anyhow::Result<Outcome> {
-    let resolved = file.resolve::<BocbConfig>(opts.preset.as_deref(), &opts.overrides)?;
-    let cfg = &resolved.config;
-    cfg.validate()?;
-    // `exec.*` says how the grid runs, not what it computes: it does not change the run.
-    let identity: Vec<Override> = opts
-        .overrides
-        .iter()
-        .filter(|o| o.path.first().map(String::as_str) != Some("exec"))
-        .cloned()
-        .collect();
-    let run_id = vrl_config::run_id(&resolved.preset, &identity);
     let fresh = opts.fresh && matches!(mode, Mode::Grid { .. });
-    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, fresh)?;
+    let Opened { run, config, run_id, cells: all } = open(file, opts, fresh)?;
+    let cfg = &config;
     if run.state() == RunState::Finished {
         return Ok(Outcome::Finished {
             dir: run.path().to_path_buf(),
@@ -70,14 +60,12 @@ pub fn run(
             already: true,
         });
     }
-    let all = cells(cfg);
     let device = vrl_train::parse_device(&cfg.device)?;
     let data = Data::load(cfg)?;
     match mode {
         Mode::Worker => {
             let threads = vrl_train::configure_threads(cfg.exec.threads);
-            let label = std::env::var("SLURM_ARRAY_TASK_ID")
-                .map_or_else(|_| "worker".to_string(), |t| format!("task-{t}"));
+            let label = worker_label();
             tracing::info!(run = %run.path().display(), threads, "bocb worker {label}");
             let w = Worker::new(cfg, &data, device, run.path(), &label, stop)?;
             match w.work(&all, false, None)? {
@@ -122,6 +110,44 @@ pub fn run(
             let results = report::finish(&run, cfg, &all, started.elapsed().as_secs_f64(), threads)?;
             Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
         }
+    }
+}
+
+/// A grid's run directory, opened.
+pub struct Opened {
+    /// The run directory.
+    pub run: RunDir,
+    /// The resolved configuration.
+    pub config: BocbConfig,
+    /// The run id (the preset and the overrides outside `exec`).
+    pub run_id: String,
+    /// Every cell, in the grid's order.
+    pub cells: Vec<Cell>,
+}
+
+/// Resolves and checks the configuration of `file` with `opts`, and opens (creates, with `fresh`
+/// starts over) its run directory. `exec.*` overrides do not change the run id.
+pub fn open(file: &ExperimentFile, opts: &RunOptions, fresh: bool) -> anyhow::Result<Opened> {
+    let resolved = file.resolve::<BocbConfig>(opts.preset.as_deref(), &opts.overrides)?;
+    resolved.config.validate()?;
+    // `exec.*` says how the grid runs, not what it computes: it does not change the run.
+    let identity: Vec<Override> = opts
+        .overrides
+        .iter()
+        .filter(|o| o.path.first().map(String::as_str) != Some("exec"))
+        .cloned()
+        .collect();
+    let run_id = vrl_config::run_id(&resolved.preset, &identity);
+    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, fresh)?;
+    let all = cells(&resolved.config);
+    Ok(Opened { run, config: resolved.config, run_id, cells: all })
+}
+
+/// The owner label of a worker: `slurm-<job>_<task>` in a Slurm array task, else `worker`.
+fn worker_label() -> String {
+    match (std::env::var("SLURM_ARRAY_JOB_ID"), std::env::var("SLURM_ARRAY_TASK_ID")) {
+        (Ok(job), Ok(task)) => format!("slurm-{job}_{task}"),
+        _ => "worker".to_string(),
     }
 }
 
@@ -439,6 +465,9 @@ impl<'a> Worker<'a> {
                 tracing::warn!("VRL_BOCB_FAULT: killing this process at step {step} of {}", cell.id);
                 let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
             }
+            if let Some(Fault::Slow(ms)) = fault {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
             if let Some(s) = self.stop.requested() {
                 return Some(Stop::Requested(s.to_string()));
             }
@@ -496,10 +525,12 @@ enum Fault {
     Error,
     /// The process is killed (SIGKILL) after this many steps of the cell in this process.
     Kill(u64),
+    /// Every step of the cell takes this many milliseconds longer (to catch a worker mid-cell).
+    Slow(u64),
 }
 
 /// Fault injection for tests, like `VRL_FAULT` of vrl-train: `VRL_BOCB_FAULT` is a comma-separated list
-/// of `error:<cell id>` and `kill:<cell id>:<steps>`.
+/// of `error:<cell id>`, `kill:<cell id>:<steps>` and `slow:<cell id>:<milliseconds per step>`.
 fn cell_fault(cell: &str) -> Option<Fault> {
     let spec = std::env::var("VRL_BOCB_FAULT").ok()?;
     spec.split(',').find_map(|item| {
@@ -507,6 +538,7 @@ fn cell_fault(cell: &str) -> Option<Fault> {
         match (parts.next(), parts.next(), parts.next()) {
             (Some("error"), Some(c), None) if c == cell => Some(Fault::Error),
             (Some("kill"), Some(c), Some(n)) if c == cell => n.parse().ok().map(Fault::Kill),
+            (Some("slow"), Some(c), Some(n)) if c == cell => n.parse().ok().map(Fault::Slow),
             _ => None,
         }
     })

@@ -46,6 +46,26 @@ pub struct ExperimentArgs {
     /// none is left, write no outputs); what coordinators and Slurm array tasks start.
     #[arg(long, hide = true)]
     grid_worker: bool,
+    /// Grid experiments (bocb): `local` runs the grid here; `slurm` submits it as a Slurm job array
+    /// (resources from `exec.slurm`), or submits what is missing after cancelled or failed tasks.
+    #[arg(long, value_enum, default_value = "local")]
+    backend: Backend,
+    /// With `--backend slurm`: show each cell (done, failed, running, pending) and each task; submit nothing.
+    #[arg(long)]
+    status: bool,
+    /// Grid experiments (bocb): write the outputs of a grid whose cells are all finished (the last
+    /// step of `--backend slurm`).
+    #[arg(long, hide = true)]
+    finalize: bool,
+}
+
+/// Where a grid's cells run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// Worker processes on this machine.
+    Local,
+    /// A Slurm job array.
+    Slurm,
 }
 
 pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
@@ -71,12 +91,18 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         ))
     })?;
-    let grid_flags = args.workers.is_some() || args.fail_fast || args.grid_worker;
+    let slurm = args.backend == Backend::Slurm;
+    let grid_flags =
+        args.workers.is_some() || args.fail_fast || args.grid_worker || slurm || args.status || args.finalize;
     if grid_flags && file.study != "bocb" {
         return Err(UserError(format!(
-            "--workers, --fail-fast and --grid-worker apply to grid experiments (bocb), not to `{name}`"
+            "--workers, --fail-fast, --backend, --status and --grid-worker apply to grid experiments \
+             (bocb), not to `{name}`"
         ))
         .into());
+    }
+    if args.status && !slurm {
+        return Err(UserError("--status goes with --backend slurm".into()).into());
     }
     if let Some(n) = args.workers {
         overrides.push(Override::parse(&format!("exec.workers={n}"))?);
@@ -91,6 +117,9 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         fresh: args.fresh,
         command,
     };
+    if slurm || args.finalize {
+        return crate::slurm::run(file, &opts, args.status, args.finalize, &grid_worker_command(file, &opts));
+    }
     Ok(report_outcome(&file.name, run_study(file, &opts, &stop, args.grid_worker)?))
 }
 
@@ -129,7 +158,7 @@ fn run_study(
 
 /// The command that starts one worker of a grid: this binary, the same experiment file, preset and
 /// overrides, and `--grid-worker`.
-fn grid_worker_command(
+pub(crate) fn grid_worker_command(
     file: &ExperimentFile,
     opts: &RunOptions,
 ) -> impl Fn(usize) -> std::process::Command + use<> {
@@ -150,7 +179,7 @@ fn grid_worker_command(
     }
 }
 
-fn report_outcome(name: &str, outcome: Outcome) -> ExitCode {
+pub(crate) fn report_outcome(name: &str, outcome: Outcome) -> ExitCode {
     match outcome {
         Outcome::Finished { dir, results, already } => {
             if already {

@@ -12,6 +12,7 @@ mod malloc;
 mod metrics;
 mod models;
 mod optim;
+mod slurm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
