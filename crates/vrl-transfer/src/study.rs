@@ -84,6 +84,15 @@ enum Done<T> {
     Interrupted(&'static str),
 }
 
+/// Writes `value` to `path` atomically and returns it as read back, so that a run that computes a
+/// piece and one that resumes from its file see the same numbers (JSON's decimal floats do not
+/// round-trip every bit).
+fn persist(path: &Path, value: &Value) -> anyhow::Result<Value> {
+    let text = serde_json::to_string_pretty(value)?;
+    vrl_run::write_atomic(path, text.as_bytes())?;
+    Ok(serde_json::from_str(&text)?)
+}
+
 fn invalid(key: &str, message: String) -> anyhow::Error {
     ConfigError::Invalid { experiment: "transfer".into(), key: key.into(), message }.into()
 }
@@ -479,7 +488,7 @@ fn backbone_checkpoint(
     info["seconds"] = json!(t0.elapsed().as_secs_f64());
     info["key"] = key;
     vrl_models::weights::save_safetensors(&path, &tensors)?;
-    vrl_run::write_json_atomic(&info_path, &info)?;
+    let mut info = persist(&info_path, &info)?;
     info["cached"] = json!(false);
     Ok(Done::Finished((path, info)))
 }
@@ -811,8 +820,7 @@ pub fn run(
         } else {
             let v = burstiness(cfg, &vit, &ckpt, &train.images, device)
                 .with_context(|| format!("burstiness of `{}`", b.name))?;
-            vrl_run::write_json_atomic(&burst_path, &v)?;
-            v
+            persist(&burst_path, &v)?
         };
         let mut methods = Map::new();
         for m in methods_of(cfg, b) {
@@ -826,10 +834,7 @@ pub fn run(
                 let _ = std::fs::remove_file(mdir.join("metrics.jsonl"));
                 tracing::info!("{}: {m}", b.name);
                 match tune(cfg, m, &vit, &ckpt, &train, &test, classes, &mdir, device, stop)? {
-                    Done::Finished(r) => {
-                        vrl_run::write_json_atomic(&path, &r)?;
-                        r
-                    }
+                    Done::Finished(r) => persist(&path, &r)?,
                     Done::Interrupted(signal) => {
                         return Ok(Outcome::Interrupted { dir: run.path().to_path_buf(), signal });
                     }
