@@ -139,6 +139,7 @@ fn run_study(
         "mnist" => vrl_mnist::run(file, opts, stop, crate::GIT_COMMIT),
         "longtail" => vrl_longtail::run(file, opts, stop, crate::GIT_COMMIT),
         "vae" => vrl_stcvae::run(file, opts, stop, crate::GIT_COMMIT),
+        "transfer" => vrl_transfer::run(file, opts, stop, crate::GIT_COMMIT),
         "bocb" => {
             let spawner = grid_worker_command(file, opts);
             let mode = if grid_worker {
@@ -149,7 +150,7 @@ fn run_study(
             vrl_bocb::run(file, opts, stop, crate::GIT_COMMIT, mode)
         }
         other => Err(UserError(format!(
-            "{}: unknown study `{other}` (known: mnist, bocb, vae, longtail)",
+            "{}: unknown study `{other}` (known: mnist, bocb, vae, longtail, transfer)",
             file.path.display()
         ))
         .into()),

@@ -29,17 +29,21 @@
 
 pub mod backbone;
 pub mod burstiness;
+pub mod config;
 pub mod lora;
 pub mod mae;
 mod method;
 pub mod prompts;
+pub mod study;
 pub mod toast;
 pub mod whitening;
 
 pub use backbone::{BlockHooks, FrozenBackbone};
+pub use config::TransferConfig;
 pub use lora::LoraTarget;
 pub use method::{Method, TransferModel, steps_to_90pct_final};
 pub use prompts::BptForm;
+pub use study::run;
 
 /// What can go wrong when setting a method up.
 #[derive(Debug, thiserror::Error)]
