@@ -20,34 +20,35 @@ impl Logistic {
         let d = x.first().map_or(0, Vec::len);
         let rows = if num_classes == 2 { 1 } else { num_classes };
         let p = rows * (d + 1);
+        // Points in fixed chunks, each summed in order and the chunks' sums added in order: the
+        // same numbers whatever the number of threads, and no allocation per point.
+        const CHUNK: usize = 512;
         let objective = |theta: &[f64]| -> (f64, Vec<f64>) {
-            let (loss, mut grad) = x
-                .par_iter()
-                .zip(y.par_iter())
-                .fold(
-                    || (0.0, vec![0.0; p]),
-                    |(mut loss, mut grad), (xi, &yi)| {
-                        let z: Vec<f64> = (0..rows)
-                            .map(|r| {
-                                let w = &theta[r * (d + 1)..(r + 1) * (d + 1)];
-                                w[..d].iter().zip(xi).map(|(a, b)| a * b).sum::<f64>() + w[d]
-                            })
-                            .collect();
-                        let residual: Vec<f64> = if rows == 1 {
+            let partial: Vec<(f64, Vec<f64>)> = x
+                .par_chunks(CHUNK)
+                .zip(y.par_chunks(CHUNK))
+                .map(|(xs, ys)| {
+                    let (mut loss, mut grad) = (0.0, vec![0.0; p]);
+                    let (mut z, mut residual) = (vec![0.0; rows], vec![0.0; rows]);
+                    for (xi, &yi) in xs.iter().zip(ys) {
+                        for (r, zr) in z.iter_mut().enumerate() {
+                            let w = &theta[r * (d + 1)..(r + 1) * (d + 1)];
+                            *zr = w[..d].iter().zip(xi).map(|(a, b)| a * b).sum::<f64>() + w[d];
+                        }
+                        if rows == 1 {
                             let t = f64::from(yi);
                             // −log σ(z) for t = 1, −log(1 − σ(z)) for t = 0, stably.
                             let m = if t == 1.0 { -z[0] } else { z[0] };
                             loss += if m > 0.0 { m + (-m).exp().ln_1p() } else { m.exp().ln_1p() };
-                            vec![1.0 / (1.0 + (-z[0]).exp()) - t]
+                            residual[0] = 1.0 / (1.0 + (-z[0]).exp()) - t;
                         } else {
                             let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                             let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
                             loss += max + sum.ln() - z[yi as usize];
-                            z.iter()
-                                .enumerate()
-                                .map(|(r, v)| (v - max).exp() / sum - f64::from(u8::from(r == yi as usize)))
-                                .collect()
-                        };
+                            for (r, (res, v)) in residual.iter_mut().zip(&z).enumerate() {
+                                *res = (v - max).exp() / sum - f64::from(u8::from(r == yi as usize));
+                            }
+                        }
                         for (r, &g) in residual.iter().enumerate() {
                             let off = r * (d + 1);
                             for (k, &v) in xi.iter().enumerate() {
@@ -55,13 +56,15 @@ impl Logistic {
                             }
                             grad[off + d] += g;
                         }
-                        (loss, grad)
-                    },
-                )
-                .reduce(
-                    || (0.0, vec![0.0; p]),
-                    |a, b| (a.0 + b.0, a.1.iter().zip(&b.1).map(|(u, v)| u + v).collect()),
-                );
+                    }
+                    (loss, grad)
+                })
+                .collect();
+            let (mut loss, mut grad) = (0.0, vec![0.0; p]);
+            for (l, g) in partial {
+                loss += l;
+                grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            }
             let mut penalty = 0.0;
             for r in 0..rows {
                 for k in 0..d {

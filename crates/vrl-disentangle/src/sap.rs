@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MetricError;
 use crate::input::{CodeKind, Factor, on_fixed_data, prepare_split};
-use crate::svm::LinearSvc;
+use crate::svm::{LinearSvc, Prefix};
 
 /// How a single dimension's predictiveness of a factor is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -120,27 +120,39 @@ pub fn sap_split(
             expected: "a positive number".into(),
         });
     }
-    let pairs: Vec<(usize, usize)> = (0..d).flat_map(|j| (0..selected.len()).map(move |k| (j, k))).collect();
-    let scores: Vec<f64> = pairs
-        .par_iter()
-        .map(|&(j, k)| {
-            let z: Vec<f64> = train_codes.column(j).to_vec();
-            let f = &selected[k];
+    // One task per dimension: its training values are sorted once (with their prefix sums) for
+    // every factor's classifiers.
+    let score_matrix: Vec<Vec<f64>> = (0..d)
+        .into_par_iter()
+        .map(|j| {
+            let z = train_codes.column(j);
             match settings.mode {
-                SapMode::Continuous => squared_correlation(&z, &f.values, &f.labels),
+                SapMode::Continuous => {
+                    let z = z.to_vec();
+                    selected.iter().map(|f| squared_correlation(&z, &f.values, &f.labels)).collect()
+                }
                 SapMode::Discrete { c } => {
-                    let svc = LinearSvc::fit(&z, &f.labels, f.num_values(), c);
-                    accuracy(
-                        &svc,
-                        test_codes.column(j).iter().copied(),
-                        test_factors.column(f.column).iter().copied(),
-                        f,
-                    )
+                    let mut order: Vec<usize> = (0..z.len()).collect();
+                    order.sort_by(|&a, &b| z[a].total_cmp(&z[b]));
+                    let x: Vec<f64> = order.iter().map(|&i| z[i]).collect();
+                    let all = Prefix::new(x.iter().copied());
+                    selected
+                        .iter()
+                        .map(|f| {
+                            let y: Vec<u32> = order.iter().map(|&i| f.labels[i]).collect();
+                            let svc = LinearSvc::fit_sorted(&all, &x, &y, f.num_values(), c);
+                            accuracy(
+                                &svc,
+                                test_codes.column(j).iter().copied(),
+                                test_factors.column(f.column).iter().copied(),
+                                f,
+                            )
+                        })
+                        .collect()
                 }
             }
         })
         .collect();
-    let score_matrix: Vec<Vec<f64>> = scores.chunks(selected.len()).map(<[f64]>::to_vec).collect();
     let per_factor = top_two_gaps(&score_matrix, selected.len());
     Ok(Sap {
         score: per_factor.iter().sum::<f64>() / per_factor.len() as f64,

@@ -15,29 +15,50 @@ pub(crate) struct LinearSvc {
 
 impl LinearSvc {
     /// Fits on `x` with dense labels `y < num_classes` (every class present, `num_classes ≥ 2`).
+    #[cfg(test)]
     pub fn fit(x: &[f64], y: &[u32], num_classes: usize, c: f64) -> LinearSvc {
+        let mut order: Vec<usize> = (0..x.len()).collect();
+        order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+        let xs: Vec<f64> = order.iter().map(|&i| x[i]).collect();
+        let ys: Vec<u32> = order.iter().map(|&i| y[i]).collect();
+        LinearSvc::fit_sorted(&Prefix::new(xs.iter().copied()), &xs, &ys, num_classes, c)
+    }
+
+    /// Fits on values `x` in increasing order (`all` their prefix sums, shared by every factor of
+    /// one dimension) with the matching dense labels `y < num_classes` (every class present,
+    /// `num_classes ≥ 2`).
+    pub fn fit_sorted(all: &Prefix, x: &[f64], y: &[u32], num_classes: usize, c: f64) -> LinearSvc {
         let n = x.len() as f64;
+        // Each class's values, still in increasing order, with their prefix sums: one pass.
         let mut counts = vec![0usize; num_classes];
         for &v in y {
             counts[v as usize] += 1;
         }
+        let mut members: Vec<Vec<f64>> = counts.iter().map(|&k| Vec::with_capacity(k)).collect();
+        for (&v, &xi) in y.iter().zip(x) {
+            members[v as usize].push(xi);
+        }
+        let classes: Vec<Prefix> = members.into_iter().map(|m| Prefix::new(m.into_iter())).collect();
         // scikit-learn's "balanced" weights: n / (classes · count).
         let weight: Vec<f64> = counts.iter().map(|&k| n / (num_classes as f64 * k as f64)).collect();
         // Every problem's points fall in two groups of constant sign and cost: the class's points
-        // and the rest. Their values, sorted once, with prefix sums, give every sum the solver needs.
-        let mut order: Vec<usize> = (0..x.len()).collect();
-        order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
-        let group = |pick: &dyn Fn(u32) -> bool, sign: f64, cost: f64| {
-            Group::new(order.iter().filter(|&&i| pick(y[i])).map(|&i| x[i]), sign, cost)
-        };
+        // and the rest. The rest's sums are those of all points less the class's.
         if num_classes == 2 {
-            let groups = [group(&|v| v == 1, 1.0, c * weight[1]), group(&|v| v != 1, -1.0, c * weight[0])];
+            let groups = [
+                Group { points: &classes[1], less: None, sign: 1.0, cost: c * weight[1] },
+                Group { points: &classes[0], less: None, sign: -1.0, cost: c * weight[0] },
+            ];
             return LinearSvc { planes: vec![solve(&groups)] };
         }
-        let planes = (0..num_classes as u32)
-            .map(|k| {
+        let planes = classes
+            .iter()
+            .enumerate()
+            .map(|(k, class)| {
                 // liblinear's one-vs-rest: the class's weight on its own points, plain C on the rest.
-                let groups = [group(&|v| v == k, 1.0, c * weight[k as usize]), group(&|v| v != k, -1.0, c)];
+                let groups = [
+                    Group { points: class, less: None, sign: 1.0, cost: c * weight[k] },
+                    Group { points: all, less: Some(class), sign: -1.0, cost: c },
+                ];
                 solve(&groups)
             })
             .collect();
@@ -63,18 +84,16 @@ impl LinearSvc {
     }
 }
 
-/// Points of one sign and one cost, sorted, with prefix sums of `x` and `x²`.
-struct Group {
+/// Values in increasing order with prefix sums of `x` and `x²`.
+pub(crate) struct Prefix {
     x: Vec<f64>,
     s1: Vec<f64>,
     s2: Vec<f64>,
-    sign: f64,
-    cost: f64,
 }
 
-impl Group {
+impl Prefix {
     /// `x` in increasing order.
-    fn new(x: impl Iterator<Item = f64>, sign: f64, cost: f64) -> Group {
+    pub fn new(x: impl Iterator<Item = f64>) -> Prefix {
         let x: Vec<f64> = x.collect();
         let (mut s1, mut s2) = (Vec::with_capacity(x.len() + 1), Vec::with_capacity(x.len() + 1));
         let (mut a, mut b) = (0.0, 0.0);
@@ -86,18 +105,18 @@ impl Group {
             s1.push(a);
             s2.push(b);
         }
-        Group { x, s1, s2, sign, cost }
+        Prefix { x, s1, s2 }
     }
 
     /// The count, `Σx` and `Σx²` of the points with a positive margin `1 − sign·(w x + b)`. The
     /// margin, rounded as written, is monotone in `x`, so they are a prefix or a suffix of the
     /// sorted points, found by bisection with the same test a loop over the points would make.
-    fn active(&self, w: f64, b: f64) -> (f64, f64, f64) {
-        let positive = |x: f64| 1.0 - self.sign * (w * x + b) > 0.0;
+    fn active(&self, sign: f64, w: f64, b: f64) -> (f64, f64, f64) {
+        let positive = |x: f64| 1.0 - sign * (w * x + b) > 0.0;
         let n = self.x.len();
-        let (lo, hi) = if self.sign * w > 0.0 {
+        let (lo, hi) = if sign * w > 0.0 {
             (0, self.x.partition_point(|&x| positive(x)))
-        } else if self.sign * w < 0.0 {
+        } else if sign * w < 0.0 {
             (self.x.partition_point(|&x| !positive(x)), n)
         } else if self.x.first().is_some_and(|&x| positive(x)) {
             (0, n)
@@ -105,6 +124,28 @@ impl Group {
             (0, 0)
         };
         ((hi - lo) as f64, self.s1[hi] - self.s1[lo], self.s2[hi] - self.s2[lo])
+    }
+}
+
+/// Points of one sign and one cost: those of `points`, less those of `less` (a subset) if given.
+struct Group<'a> {
+    points: &'a Prefix,
+    less: Option<&'a Prefix>,
+    sign: f64,
+    cost: f64,
+}
+
+impl Group<'_> {
+    /// The count, `Σx` and `Σx²` of the group's points with a positive margin.
+    fn active(&self, w: f64, b: f64) -> (f64, f64, f64) {
+        let (n, s1, s2) = self.points.active(self.sign, w, b);
+        match self.less {
+            None => (n, s1, s2),
+            Some(less) => {
+                let (m, t1, t2) = less.active(self.sign, w, b);
+                (n - m, s1 - t1, s2 - t2)
+            }
+        }
     }
 }
 
@@ -190,9 +231,13 @@ mod tests {
         // Stationarity at the returned point: the gradient vanishes.
         let sign: Vec<f64> = binary.iter().map(|&v| if v == 1 { 1.0 } else { -1.0 }).collect();
         let cost = vec![0.3; 60];
+        let (ones, zeros) = (
+            Prefix::new(x.iter().zip(&binary).filter(|p| *p.1 == 1).map(|p| *p.0)),
+            Prefix::new(x.iter().zip(&binary).filter(|p| *p.1 != 1).map(|p| *p.0)),
+        );
         let groups = [
-            Group::new(x.iter().zip(&binary).filter(|p| *p.1 == 1).map(|p| *p.0), 1.0, 0.3),
-            Group::new(x.iter().zip(&binary).filter(|p| *p.1 != 1).map(|p| *p.0), -1.0, 0.3),
+            Group { points: &ones, less: None, sign: 1.0, cost: 0.3 },
+            Group { points: &zeros, less: None, sign: -1.0, cost: 0.3 },
         ];
         let (w, b) = solve(&groups);
         let (mut gw, mut gb) = (w, b);
@@ -204,5 +249,33 @@ mod tests {
             }
         }
         assert!(gw.abs() < 1e-10 && gb.abs() < 1e-10, "{gw} {gb}");
+    }
+
+    #[test]
+    fn the_rest_as_all_less_the_class_gives_the_same_planes() {
+        // One-vs-rest planes fitted with the rest's sums taken as all points' less the class's agree
+        // with planes fitted on the rest's own sorted points.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let y: Vec<u32> = (0..500).map(|i| i % 5).collect();
+        let x: Vec<f64> = y.iter().map(|&v| f64::from(v) * 0.3 + next()).collect();
+        let svc = LinearSvc::fit(&x, &y, 5, 0.01);
+        for k in 0..5u32 {
+            let mut class: Vec<f64> = x.iter().zip(&y).filter(|p| *p.1 == k).map(|p| *p.0).collect();
+            let mut rest: Vec<f64> = x.iter().zip(&y).filter(|p| *p.1 != k).map(|p| *p.0).collect();
+            class.sort_by(f64::total_cmp);
+            rest.sort_by(f64::total_cmp);
+            let (class, rest) = (Prefix::new(class.into_iter()), Prefix::new(rest.into_iter()));
+            let groups = [
+                Group { points: &class, less: None, sign: 1.0, cost: 0.01 },
+                Group { points: &rest, less: None, sign: -1.0, cost: 0.01 },
+            ];
+            let (w, b) = solve(&groups);
+            let (w2, b2) = svc.planes[k as usize];
+            assert!((w - w2).abs() < 1e-12 && (b - b2).abs() < 1e-12, "class {k}: {w} {b} vs {w2} {b2}");
+        }
     }
 }
