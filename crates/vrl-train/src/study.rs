@@ -47,8 +47,14 @@ pub enum Outcome {
 /// The count is always set explicitly: measured on 2 cores, LibTorch's intra-op pool left at its
 /// implicit default ran the MNIST training step about 15% slower than after `set_num_threads` with
 /// the same number (which is what `import torch` does in Python).
+///
+/// `0` means LibTorch's default as it was before any call here, not the current setting: in one
+/// process (the tour) a study that asks for one thread must not leave the next study, which asks for
+/// the default, on one thread too.
 pub fn configure_threads(threads: usize) -> usize {
-    let n = if threads > 0 { threads as i32 } else { tch::get_num_threads().max(1) };
+    static DEFAULT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    let default = *DEFAULT.get_or_init(|| tch::get_num_threads().max(1));
+    let n = if threads > 0 { threads as i32 } else { default };
     tch::set_num_threads(n);
     tch::get_num_threads().max(1) as usize
 }
