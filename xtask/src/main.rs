@@ -191,10 +191,13 @@ fn build(root: &Path, env: &TorchEnv, debug: bool) -> Result<PathBuf> {
     }
     c.args(["-p", "vrl-cli"]);
     cmd::run(&mut c).context("cannot build the vrl binary")?;
-    // Where cargo put it: $CARGO_TARGET_DIR when set (the xtask alias's own --target-dir does not
-    // set it), else target/.
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
-    Ok(target.join(if debug { "debug" } else { "release" }).join("vrl"))
+    Ok(target_dir(root).join(if debug { "debug" } else { "release" }).join("vrl"))
+}
+
+/// Where cargo builds: `$CARGO_TARGET_DIR` when set (the xtask alias's own `--target-dir` does not
+/// set it), else `target/`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
 }
 
 /// `cargo xtask test`: each step in turn, stopping at the first failure.

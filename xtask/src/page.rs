@@ -7,7 +7,7 @@
 //! date.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -85,7 +85,7 @@ pub fn write(root: &Path, env: &TorchEnv) -> Result<()> {
     if !missing.is_empty() {
         let _ = writeln!(page, "Not measured on this machine yet: {}.\n", missing.join(", "));
     }
-    let criterion = criterion_medians(&target_dir(root).join("criterion"));
+    let criterion = criterion_medians(&crate::target_dir(root).join("criterion"));
     if !criterion.is_empty() {
         page.push_str(
             "## Criterion benches\n\nMedian time per iteration of each criterion bench, from its last run \
@@ -135,11 +135,6 @@ fn machine(root: &Path, env: &TorchEnv) -> Vec<(&'static str, String)> {
         ("Python references", python),
         ("threads", "2 on both sides (LibTorch intra-op threads, `torch.set_num_threads`)".into()),
     ]
-}
-
-/// The target directory: `$CARGO_TARGET_DIR` when set, else `target/`.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
 }
 
 /// `(bench id, median ns)` of every criterion bench under `dir` (`<id>/new/estimates.json`).
