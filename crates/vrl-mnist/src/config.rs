@@ -14,7 +14,7 @@ pub struct MnistConfig {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     /// `fp32` or `bf16` (autocast around forward and loss; weights and optimizer stay float32).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
     /// LibTorch intra-op threads (0: LibTorch's default).
     pub threads: usize,

@@ -46,6 +46,12 @@ impl Precision {
         }
     }
 
+    /// Whether this is fp32, for `#[serde(skip_serializing_if = "Precision::is_fp32")]`: configs
+    /// written before the setting existed keep their identity (a run's saved `config.toml`).
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
+
     /// The autocast dtype, `None` for fp32.
     pub fn autocast_kind(self) -> Option<Kind> {
         match self {
