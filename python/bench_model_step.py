@@ -3,8 +3,10 @@
 Measures the throughput, in images per second, of one full training step of a timm model in PyTorch
 eager mode on the CPU: forward in train mode, cross-entropy, backward and an AdamW update, on one
 fixed random batch `[batch, in_chans, img_size, img_size]` (default 3 channels, 32x32) with random
-labels (no data loading). The model is `timm.create_model(MODEL, pretrained=False, **SETTINGS)`, the
-network vrl builds under the same name and `--set model.KEY=VALUE` arguments (the keys that the three
+labels (no data loading). With `--precision bf16`, forward and loss run under
+`torch.autocast("cpu", dtype=torch.bfloat16)` (the loss on float32 logits), as vrl's bf16 autocast
+does; weights, gradients and AdamW stay float32. The model is
+`timm.create_model(MODEL, pretrained=False, **SETTINGS)`, the network vrl builds under the same name and `--set model.KEY=VALUE` arguments (the keys that the three
 benchmarked models take, `num_classes`, `img_size`, `patch_size`, `in_chans`, have the same names in
 both). The optimizer mirrors vrl's `adamw` with `lr=1e-3, weight_decay=0.05`, where weight decay
 applies to parameters with two or more dimensions only (two parameter groups); torch's default AdamW
@@ -14,11 +16,11 @@ After 10 warm-up steps, steps are timed with `time.perf_counter` until `--second
 least 20 steps). Usage:
 
     $VRL_PYTHON python/bench_model_step.py --model resnet18 [--set model.num_classes=100]...
-        [--batch-size 128] [--threads N] [--seconds 3.0] [--json]
+        [--batch-size 128] [--threads N] [--seconds 3.0] [--precision fp32|bf16] [--json]
 
 With `--json`, the only line on stdout is
 `{"name": "<model>_step", "impl": "pytorch", "model": M, "batch_size": B, "threads": T, "steps": n,
-"images_per_sec": x}`.
+"precision": P, "images_per_sec": x}`.
 """
 
 import argparse
@@ -56,6 +58,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time to spend in timed steps")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: torch.autocast around forward and loss (fp16 needs a GradScaler; not offered)")
     parser.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     parser.add_argument("--phases", action="store_true",
                         help="also print mean ms of forward+loss, backward and optimizer on stderr")
@@ -83,9 +87,12 @@ def main():
     y = torch.randint(0, classes, (args.batch_size,))
     model.train()
 
+    def forward_loss():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            return F.cross_entropy(model(x).float(), y)
+
     def step():
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = forward_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -100,7 +107,7 @@ def main():
         cpu_start = time.process_time()
         while n < MIN_STEPS or time.perf_counter() - start < args.seconds:
             t0 = time.perf_counter()
-            loss = F.cross_entropy(model(x), y)
+            loss = forward_loss()
             loss.item()
             t1 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
@@ -144,12 +151,13 @@ def main():
             "model": args.model,
             "batch_size": args.batch_size,
             "threads": threads,
+            "precision": args.precision,
             "steps": steps,
             "images_per_sec": images_per_sec,
         }))
     else:
         print(
-            f"{name} (pytorch {torch.__version__}, timm {timm.__version__}, eager, cpu): batch "
+            f"{name} (pytorch {torch.__version__}, timm {timm.__version__}, eager, cpu, {args.precision}): batch "
             f"{args.batch_size}, {threads} threads, {steps} steps in {elapsed:.2f} s: {images_per_sec:.0f} images/s"
         )
 

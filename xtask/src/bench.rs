@@ -43,9 +43,13 @@ const METRICS_CODES: &str = "target/bench/metrics_codes.npy";
 const METRICS_FACTORS: &str = "target/bench/metrics_factors.npy";
 
 /// One `models` row: `vrl bench model-step` against `python/bench_model_step.py` with the same
-/// arguments (the model, then any `--set model.KEY=VALUE` pairs), 100 classes, batch 64, 2 threads.
+/// arguments (the model, then any `--set model.KEY=VALUE` or `--precision P` pairs), 100 classes,
+/// batch 64 (or `batch = N;` first), 2 threads.
 macro_rules! model_step_comparison {
     ($name:literal, $model:literal $(, $arg:literal)*) => {
+        model_step_comparison!(batch = "64"; $name, $model $(, $arg)*)
+    };
+    (batch = $batch:literal; $name:literal, $model:literal $(, $arg:literal)*) => {
         Comparison {
             group: "models",
             package: "vrl-models",
@@ -59,7 +63,7 @@ macro_rules! model_step_comparison {
                 "--set",
                 "model.num_classes=100",
                 "--batch-size",
-                "64",
+                $batch,
                 "--threads",
                 "2",
                 "--json",
@@ -72,7 +76,7 @@ macro_rules! model_step_comparison {
                 "--set",
                 "model.num_classes=100",
                 "--batch-size",
-                "64",
+                $batch,
                 "--threads",
                 "2",
                 "--json",
@@ -192,6 +196,21 @@ pub const COMPARISONS: &[Comparison] = &[
         "model.patch_size=4"
     ),
     model_step_comparison!("convnext_atto_step", "convnext_atto"),
+    // ViT-S/16 in bf16 autocast (forward and loss; float32 weights and AdamW) against timm under
+    // torch.autocast, at 16x16 with 4x4 patches (17 tokens), batch 4: on CPUs without native bf16
+    // (AVX2 only, no AVX512-BF16 or AMX) LibTorch's bf16 matmuls are several times slower than
+    // float32 ones, on both sides, and 30 steps at 32x32 / batch 16 took over ten minutes.
+    model_step_comparison!(
+        batch = "4";
+        "vit_small_bf16_step",
+        "vit_small_patch16_224",
+        "--set",
+        "model.img_size=16",
+        "--set",
+        "model.patch_size=4",
+        "--precision",
+        "bf16"
+    ),
 ];
 
 /// The WeightWatcher version `bench layers` compares with, installed into the venv for this bench only

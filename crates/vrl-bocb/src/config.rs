@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use vrl_config::ConfigError;
 use vrl_models::ModelArgs;
 use vrl_optim::{HParams, HValue, Schedule};
+use vrl_train::Precision;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +20,9 @@ pub struct BocbConfig {
     pub seeds: Vec<u64>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `fp32` or `bf16` (autocast around forward and loss; weights and optimizer stay float32).
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
     /// How the grid is run; not part of the grid's identity (see the module documentation).
     #[serde(skip_serializing, default)]
     pub exec: ExecConfig,

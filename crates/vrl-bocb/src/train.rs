@@ -19,7 +19,7 @@ use vrl_models::{Model, ModelArgs};
 use vrl_optim::{HessianNoise, Optimizer};
 use vrl_run::MetricsLog;
 use vrl_train::checkpoint::{Checkpoint, load_into_varstore, save_safetensors};
-use vrl_train::{fault_injection, seed_step};
+use vrl_train::{Precision, fault_injection, seed_step, to_device_pinned};
 
 use crate::ledger::{CellRecord, Status};
 use crate::{BocbConfig, Cell};
@@ -217,6 +217,7 @@ struct Trainer {
     model: Box<dyn Model>,
     optimizer: Box<dyn Optimizer>,
     params: Vec<Tensor>,
+    precision: Precision,
 }
 
 /// The training targets of a batch.
@@ -234,16 +235,24 @@ impl Trainer {
         clip: f64,
         lr: f64,
     ) -> anyhow::Result<(f64, Tensor)> {
+        // Forward and loss under autocast; the loss on float32 logits; backward and step outside.
+        let amp = vrl_train::autocast(self.vs.device(), self.precision)?;
         let logits = self.model.forward_t(images, true);
+        let float_logits = logits.f_to_kind(Kind::Float)?;
         let loss = match target {
-            Target::Hard(labels) => {
-                logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, smoothing)?
-            }
-            Target::Soft(t) => (t * logits.f_log_softmax(-1, Kind::Float)?)
+            Target::Hard(labels) => float_logits.f_cross_entropy_loss::<Tensor>(
+                labels,
+                None,
+                tch::Reduction::Mean,
+                -100,
+                smoothing,
+            )?,
+            Target::Soft(t) => (t * float_logits.f_log_softmax(-1, Kind::Float)?)
                 .f_sum_dim_intlist(-1, false, Kind::Float)?
                 .f_neg()?
                 .f_mean(Kind::Float)?,
         };
+        drop(amp);
         self.optimizer.zero_grad();
         if self.optimizer.hessian_due() {
             // Second-order optimizers (Sophia): a Hutchinson estimate of the Hessian diagonal.
@@ -268,8 +277,12 @@ impl Trainer {
         let mut n = 0i64;
         for batch in test.epoch(0, 0) {
             let batch = batch?;
-            let labels = batch.labels.to_device(device);
-            let logits = self.model.forward_t(&batch.images.to_device(device), false);
+            let labels = to_device_pinned(&batch.labels, device)?;
+            let images = to_device_pinned(&batch.images, device)?;
+            let logits = {
+                let _amp = vrl_train::autocast(device, self.precision)?;
+                self.model.forward_t(&images, false)
+            };
             correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             n += labels.size()[0];
         }
@@ -327,7 +340,7 @@ pub fn train_cell(
     let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
     let optimizer =
         vrl_optim::create_with_groups(&opt.name, &opt.hparams_at(cell.lr, cell.weight_decay), named, &flags)?;
-    let mut tr = Trainer { vs, model, optimizer, params };
+    let mut tr = Trainer { vs, model, optimizer, params, precision: cfg.precision };
 
     let (_, side) = data.input(cfg, &cell.backbone);
     let [_, h, w] = data.train.shape();
@@ -419,7 +432,7 @@ pub fn train_cell(
             let batch = batch?;
             seed_step(cell.seed, step);
             let lr = t.schedule.lr(cell.lr, step, total);
-            let labels = batch.labels.to_device(device);
+            let labels = to_device_pinned(&batch.labels, device)?;
             let (images, target) = if mix {
                 let mut rng = SplitMix64::with_stream(cell.seed ^ 0x6D69_7875_7063_7574, step);
                 let size = batch.images.size();
@@ -437,12 +450,16 @@ pub fn train_cell(
                 let lab: Vec<usize> =
                     Vec::<i64>::try_from(&batch.labels)?.into_iter().map(|l| l as usize).collect();
                 let soft = mixed.targets(&lab, data.num_classes, recipe.label_smoothing as f32);
-                let soft = Tensor::from_slice(&soft)
-                    .view([dims[0] as i64, data.num_classes as i64])
-                    .to_device(device);
-                (Tensor::from_slice(&pixels).view(size.as_slice()).to_device(device), Target::Soft(soft))
+                let soft = to_device_pinned(
+                    &Tensor::from_slice(&soft).view([dims[0] as i64, data.num_classes as i64]),
+                    device,
+                )?;
+                (
+                    to_device_pinned(&Tensor::from_slice(&pixels).view(size.as_slice()), device)?,
+                    Target::Soft(soft),
+                )
             } else {
-                (batch.images.to_device(device), Target::Hard(labels.shallow_clone()))
+                (to_device_pinned(&batch.images, device)?, Target::Hard(labels.shallow_clone()))
             };
             let (loss, logits) = tr.step(&images, &target, recipe.label_smoothing, recipe.grad_clip, lr)?;
             let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);

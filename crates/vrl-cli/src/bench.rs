@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// their mean milliseconds on stderr, to find where a gap to PyTorch comes from.
     #[arg(long)]
     phases: bool,
+    /// `model-step`: `fp32`, or `bf16` for autocast around forward and loss (weights, gradients and
+    /// AdamW stay float32); the twin uses `torch.autocast` with the same dtype.
+    #[arg(long, default_value = "fp32", value_parser = vrl_train::parse_precision)]
+    precision: vrl_train::Precision,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -144,7 +148,8 @@ fn model_step(args: &BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
     let margs = crate::models::model_args(&args.set)?;
     tch::manual_seed(0);
     let hp = HParams::parse(&["lr=1e-3", "weight_decay=0.05"])?;
-    let mut ts = TrainStep::new(&args.model, &margs, "adamw", &hp, Device::Cpu)?;
+    let mut ts =
+        TrainStep::new(&args.model, &margs, "adamw", &hp, Device::Cpu)?.with_precision(args.precision);
     let side = margs.img_size.unwrap_or(32);
     let classes = margs.num_classes_or(1000);
     let x = Tensor::randn([args.batch_size, margs.in_chans(), side, side], (Kind::Float, Device::Cpu));
@@ -164,10 +169,13 @@ fn model_step(args: &BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({"name": name, "impl": "vrl", "model": args.model, "batch_size": args.batch_size,
-                "threads": threads, "steps": steps, "images_per_sec": ips})
+                "threads": threads, "precision": args.precision.as_str(), "steps": steps, "images_per_sec": ips})
         );
     } else {
-        println!("{name}: {ips:.0} images/s ({steps} steps of {}, {threads} threads)", args.batch_size);
+        println!(
+            "{name}: {ips:.0} images/s ({steps} steps of {}, {threads} threads, {})",
+            args.batch_size, args.precision
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -178,13 +186,7 @@ fn phases(ts: &mut TrainStep, x: &Tensor, y: &Tensor, seconds: f64) -> anyhow::R
     let mut total = [0.0f64; 3];
     let mut phase = || -> anyhow::Result<[f64; 3]> {
         let t0 = Instant::now();
-        let loss = ts.model.forward_t(x, true).f_cross_entropy_loss::<Tensor>(
-            y,
-            None,
-            tch::Reduction::Mean,
-            -100,
-            0.0,
-        )?;
+        let (loss, _) = ts.forward_loss(x, y, true, tch::Reduction::Mean)?;
         let _ = loss.double_value(&[]);
         let t1 = Instant::now();
         ts.optimizer.zero_grad();

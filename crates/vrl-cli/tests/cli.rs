@@ -151,6 +151,11 @@ fn bad_input_exits_2_with_a_message() {
     );
     assert_user_error(&vrl(&runs, &data, &["--preset", "huge"], None), &["no preset `huge`"]);
     assert_user_error(&vrl(&runs, &data, &["--set", "device=tpu"], None), &["device `tpu`"]);
+    assert_user_error(
+        &vrl(&runs, &data, &["--set", "precision=fp64"], None),
+        &["precision", "`fp64`", "expected `fp32` or `bf16`"],
+    );
+    assert_user_error(&vrl(&runs, &data, &["--set", "precision=fp16"], None), &["`fp16`", "gradient scaler"]);
     assert_user_error(&vrl(&runs, &data, &["--device", "tpu"], None), &["--device", "device `tpu`"]);
     if !tch::Cuda::is_available() {
         assert_user_error(&vrl(&runs, &data, &["--device", "cuda"], None), &["CUDA is not available"]);
@@ -411,6 +416,29 @@ fn optim_replay_takes_hessian_estimates_and_rejects_bad_input() {
         &replay("g.safetensors", &["--optimizer", "lion", "--hparam", "momentum=0.9", "--steps", "1"]),
         &["`momentum`", "unknown hyper-parameter", "betas"],
     );
+}
+
+#[test]
+fn the_mnist_study_runs_end_to_end_in_bf16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    make_data(&data, 300, 100);
+    let runs = tmp.path().join("runs");
+    let out = vrl(&runs, &data, &["--set", "precision=bf16"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&runs);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    for opt in ["sgd", "adamw"] {
+        assert_eq!(results["optimizers"][opt]["status"], "ok", "{results}");
+        let loss = results["optimizers"][opt]["test_loss"].as_f64().unwrap();
+        assert!(loss.is_finite(), "{results}");
+    }
+    let acc = results["test_accuracy"]["sgd"].as_f64().unwrap();
+    assert!(acc > 0.5, "the toy task should be learnt in bf16 too: {results}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use vrl_models::ModelArgs;
 use vrl_optim::{HParams, Schedule};
+use vrl_train::Precision;
 
 use crate::causal::CausalConfig;
 use crate::counterfactual::CounterfactualKind;
@@ -15,6 +16,10 @@ pub struct LongtailConfig {
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `fp32` or `bf16` (autocast around forward and loss in training; weights, optimizer and
+    /// evaluation stay float32).
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
     /// LibTorch intra-op threads (0: LibTorch's default).
     pub threads: usize,
     /// Data.

@@ -17,7 +17,7 @@ use vrl_config::{ConfigError, ExperimentFile};
 use vrl_data::longtail::{Sampler, ShotGroups, longtail_counts, longtail_subset};
 use vrl_models::VisionTransformer;
 use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
-use vrl_train::{Outcome, RunOptions, StopSignal, seed_step};
+use vrl_train::{Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
 
 use crate::causal::{CausalConfig, CausalVit};
 use crate::counterfactual::{calibrate, counterfactual_images, counterfactual_pairs, logit_bias};
@@ -342,10 +342,14 @@ fn train_stage(
             seed_step(cfg.seed ^ (stage << 40), step);
             let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
             // Each stage and epoch draws its own augmentation of an example.
-            let x = inputs.batch(chunk, cfg.seed, (stage << 32) | epoch)?.to_device(device);
-            let y = train.labels.index_select(0, &idx).to_device(device);
+            let x = to_device_pinned(&inputs.batch(chunk, cfg.seed, (stage << 32) | epoch)?, device)?;
+            let y = to_device_pinned(&train.labels.index_select(0, &idx), device)?;
             lr = schedule.lr(base_lr, step, total);
-            let l = loss(&forward(&x), &y)?;
+            // Forward and loss under autocast (the loss on float32 outputs); backward and step outside.
+            let l = {
+                let _amp = vrl_train::autocast(device, cfg.precision)?;
+                loss(&forward(&x).f_to_kind(Kind::Float)?, &y)?
+            };
             opt.zero_grad();
             l.f_backward()?;
             opt.step(lr).with_context(|| format!("stage {stage}, epoch {epoch}, step {step}"))?;
@@ -373,7 +377,7 @@ fn predict(
     let pos: Vec<usize> = (0..split.len()).collect();
     let parts = pos
         .chunks(batch.max(1))
-        .map(|c| Ok(f(&split.images(c, None)?.to_device(device)).to_device(Device::Cpu)))
+        .map(|c| Ok(f(&to_device_pinned(&split.images(c, None)?, device)?).to_device(Device::Cpu)))
         .collect::<anyhow::Result<Vec<Tensor>>>()?;
     Ok(Tensor::cat(&parts, 0))
 }

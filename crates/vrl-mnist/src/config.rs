@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use vrl_models::ModelArgs;
 use vrl_optim::{HParams, Schedule};
+use vrl_train::Precision;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -12,6 +13,9 @@ pub struct MnistConfig {
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `fp32` or `bf16` (autocast around forward and loss; weights and optimizer stay float32).
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
     /// LibTorch intra-op threads (0: LibTorch's default).
     pub threads: usize,
     /// Data.

@@ -1,8 +1,9 @@
 //! One training step, shared by the training loop, the criterion bench and `vrl bench mnist-step`.
 
-use tch::{Device, Tensor, nn};
+use tch::{Device, Kind, Tensor, nn};
 use vrl_models::{Model, ModelArgs};
 use vrl_optim::{HParams, Optimizer};
+use vrl_train::Precision;
 
 /// A model, its variables and an optimizer over them.
 pub struct TrainStep {
@@ -12,6 +13,8 @@ pub struct TrainStep {
     pub model: Box<dyn Model>,
     /// The optimizer over the trainable variables.
     pub optimizer: Box<dyn Optimizer>,
+    /// The precision of the forward pass (autocast around forward and loss); fp32 by default.
+    pub precision: Precision,
 }
 
 impl std::fmt::Debug for TrainStep {
@@ -19,6 +22,7 @@ impl std::fmt::Debug for TrainStep {
         f.debug_struct("TrainStep")
             .field("model", &self.model)
             .field("optimizer", &self.optimizer.name())
+            .field("precision", &self.precision)
             .finish()
     }
 }
@@ -39,18 +43,42 @@ impl TrainStep {
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let optimizer = vrl_optim::create(optimizer, hparams, params)?;
-        Ok(TrainStep { vs, model, optimizer })
+        Ok(TrainStep { vs, model, optimizer, precision: Precision::Fp32 })
     }
 
-    /// Forward in training mode, cross-entropy, backward and one update at rate `lr`.
+    /// The same with the forward pass at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The forward pass (training mode if `train`) and the cross-entropy with `reduction`, under
+    /// autocast at [`TrainStep::precision`] for the variables' device. The loss is computed on float32
+    /// logits. Returns the loss and the logits (in the autocast dtype under bf16).
+    pub fn forward_loss(
+        &self,
+        images: &Tensor,
+        labels: &Tensor,
+        train: bool,
+        reduction: tch::Reduction,
+    ) -> anyhow::Result<(Tensor, Tensor)> {
+        let _amp = vrl_train::autocast(self.vs.device(), self.precision)?;
+        let logits = self.model.forward_t(images, train);
+        let loss = logits
+            .f_to_kind(Kind::Float)?
+            .f_cross_entropy_loss::<Tensor>(labels, None, reduction, -100, 0.0)?;
+        Ok((loss, logits))
+    }
+
+    /// Forward in training mode and cross-entropy (under autocast at [`TrainStep::precision`]), then,
+    /// outside autocast, backward and one update at rate `lr`.
     /// Returns the loss (0-d) and the logits, detached (no device sync). A step whose gradients are not
     /// finite is refused by the optimizer and returns a NaN loss, which the loop records as divergence.
     ///
     /// # Shapes
     /// `images: [B, C, H, W]` float, `labels: [B]` int64.
     pub fn step(&mut self, images: &Tensor, labels: &Tensor, lr: f64) -> anyhow::Result<(Tensor, Tensor)> {
-        let logits = self.model.forward_t(images, true);
-        let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
+        let (loss, logits) = self.forward_loss(images, labels, true, tch::Reduction::Mean)?;
         self.optimizer.zero_grad();
         loss.f_backward()?;
         match self.optimizer.step(lr) {

@@ -12,7 +12,9 @@ use vrl_data::Mnist;
 use vrl_loader::TensorDataset;
 use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
 use vrl_train::checkpoint::{Checkpoint, load_into_varstore, save_safetensors};
-use vrl_train::{Outcome, RunOptions, StopSignal, fault_injection, progress_bar, seed_step};
+use vrl_train::{
+    Outcome, RunOptions, StopSignal, fault_injection, progress_bar, seed_step, to_device_pinned,
+};
 
 use crate::{MnistConfig, OptimizerConfig, TrainStep};
 
@@ -55,7 +57,7 @@ pub fn run(
     let threads = vrl_train::configure_threads(cfg.threads);
     let device = vrl_train::parse_device(&cfg.device)?;
     run.write_meta(&vrl_train::run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
-    tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), threads, "mnist");
+    tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), precision = %cfg.precision, threads, "mnist");
 
     let data_dir = match cfg.data.dir.as_str() {
         "" => vrl_cache::ready_dataset_dir("mnist")?,
@@ -141,7 +143,8 @@ fn train_one(
     // Same initialisation for every optimizer.
     tch::manual_seed(cfg.seed as i64);
     let mut ts = TrainStep::new(&cfg.model.name, &cfg.model.args, &opt.name, &opt.hparams, device)
-        .with_context(|| format!("setting up optimizer `{label}`"))?;
+        .with_context(|| format!("setting up optimizer `{label}`"))?
+        .with_precision(cfg.precision);
     let per_epoch = train.num_batches(t.batch_size) as u64;
     let total = per_epoch * t.epochs;
     let base_lr = opt.lr();
@@ -180,9 +183,9 @@ fn train_one(
         for (images, labels) in train.batches(t.batch_size, epoch, cfg.seed, true, skip) {
             seed_step(cfg.seed, step);
             let lr = t.schedule.lr(base_lr, step, total);
-            let labels = labels.to_device(device);
+            let labels = to_device_pinned(&labels, device)?;
             let epoch_end = (step + 1).is_multiple_of(per_epoch);
-            let (loss, logits) = ts.step(&images.to_device(device), &labels, lr)?;
+            let (loss, logits) = ts.step(&to_device_pinned(&images, device)?, &labels, lr)?;
             let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
             let loss = loss.double_value(&[]);
             step += 1;
@@ -254,9 +257,8 @@ fn evaluate(
     let mut loss = Tensor::zeros([], (Kind::Double, device));
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
     for (images, labels) in data.batches(batch_size, 0, 0, false, 0) {
-        let (images, labels) = (images.to_device(device), labels.to_device(device));
-        let logits = ts.model.forward_t(&images, false);
-        let l = logits.f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)?;
+        let (images, labels) = (to_device_pinned(&images, device)?, to_device_pinned(&labels, device)?);
+        let (l, logits) = ts.forward_loss(&images, &labels, false, tch::Reduction::Sum)?;
         loss += l.to_kind(Kind::Double);
         correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
     }

@@ -16,6 +16,10 @@ pub struct VaeStudyConfig {
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `fp32` or `bf16` (autocast around the forward pass in training; the objective, weights,
+    /// optimizer and evaluation stay float32).
+    #[serde(default, skip_serializing_if = "vrl_train::Precision::is_fp32")]
+    pub precision: vrl_train::Precision,
     /// LibTorch intra-op threads (0: LibTorch's default).
     pub threads: usize,
     /// The network.

@@ -9,8 +9,8 @@ use tch::{Device, Kind, Tensor, nn};
 use vrl_data::{DSprites, SplitMix64};
 use vrl_run::MetricsLog;
 use vrl_train::checkpoint::{Checkpoint, load_into_varstore};
-use vrl_train::{StopSignal, fault_injection, progress_bar, seed_step};
-use vrl_vae::{ConvVae, ConvVaeConfig, ElboTerms, Objective, VaeLoss};
+use vrl_train::{StopSignal, fault_injection, progress_bar, seed_step, to_device_pinned};
+use vrl_vae::{ConvVae, ConvVaeConfig, ElboTerms, Objective, VaeLoss, VaeOutput};
 
 use crate::VaeStudyConfig;
 
@@ -150,9 +150,19 @@ pub(crate) fn train_one(
 
     let mut step = start;
     while step < t.steps {
-        let x = minibatch(cfg.seed, step, t.batch_size)?.to_device(device);
+        let x = to_device_pinned(&minibatch(cfg.seed, step, t.batch_size)?, device)?;
         seed_step(cfg.seed, step);
-        let out = model.forward(&x)?;
+        // The forward pass under autocast; the objective on its outputs in float32, outside it.
+        let out = {
+            let _amp = vrl_train::autocast(device, cfg.precision)?;
+            model.forward(&x)?
+        };
+        let out = VaeOutput {
+            mean: out.mean.f_to_kind(Kind::Float)?,
+            log_var: out.log_var.f_to_kind(Kind::Float)?,
+            z: out.z.f_to_kind(Kind::Float)?,
+            logits: out.logits.f_to_kind(Kind::Float)?,
+        };
         let loss = criterion.compute(&x, &out)?;
         optimizer.zero_grad();
         loss.loss.f_backward()?;

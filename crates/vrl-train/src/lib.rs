@@ -7,6 +7,10 @@
 //!   set a flag; the training loop checkpoints and exits with [`EXIT_INTERRUPTED`].
 //! * [`seed_step`]: LibTorch's generator is reseeded from (seed, step) before every step, so random
 //!   draws (dropout, augmentation) depend on the step alone and a resumed run repeats them exactly.
+//! * [`autocast`] and [`Precision`]: bf16 mixed precision on the CPU and on CUDA through a small C++
+//!   shim (`csrc/autocast.cpp`, compiled by `build.rs` with the `cc` crate against LibTorch's
+//!   `ATen/autocast_mode.h`), because tch's own `tch::autocast` reaches CUDA's fp16 autocast only.
+//!   [`to_device_pinned`] moves batches to a CUDA device through pinned memory with non-blocking copies.
 //!
 //! ```no_run
 //! use vrl_train::{StopSignal, parse_device};
@@ -23,12 +27,17 @@
 
 pub mod checkpoint;
 mod device;
+mod precision;
 mod progress;
 mod signals;
 mod study;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use device::{DeviceError, device_label, device_name, parse_device};
+pub use precision::{
+    Autocast, AutocastState, Precision, PrecisionError, autocast, autocast_state, parse_precision,
+    to_device_pinned,
+};
 pub use progress::progress_bar;
 pub use signals::{EXIT_INTERRUPTED, StopSignal, fault_injection};
 pub use study::{Outcome, RunOptions, configure_threads, run_meta};

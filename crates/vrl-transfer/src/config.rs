@@ -16,6 +16,10 @@ pub struct TransferConfig {
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `fp32` or `bf16` (autocast around forward and loss in pretraining and tuning; weights,
+    /// optimizers and evaluation stay float32).
+    #[serde(default, skip_serializing_if = "vrl_train::Precision::is_fp32")]
+    pub precision: vrl_train::Precision,
     /// LibTorch intra-op threads (0: LibTorch's default).
     pub threads: usize,
     /// The ViT of every backbone.

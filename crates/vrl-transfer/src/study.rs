@@ -27,7 +27,7 @@ use vrl_models::vision_transformer::VitConfig;
 use vrl_models::{Model, VisionTransformer};
 use vrl_optim::{HParams, HValue};
 use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
-use vrl_train::{Outcome, RunOptions, StopSignal, seed_step};
+use vrl_train::{Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
 
 use crate::burstiness::{Histogram, gaussian_density, interaction_values, kurtosis};
 use crate::config::{BackboneConfig, PretrainRun, TransferConfig};
@@ -533,18 +533,21 @@ fn pretrain(
         for chunk in order.chunks(run.batch_size) {
             seed_step(cfg.seed ^ stream, step);
             let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let x = train.images.index_select(0, &idx).to_device(device);
+            let x = to_device_pinned(&train.images.index_select(0, &idx), device)?;
+            // Forward and loss under autocast (the loss in float32); backward and step outside.
+            let amp = vrl_train::autocast(device, cfg.precision)?;
             let loss = match (&sup, &mae_model) {
                 (Some(v), _) => {
-                    let y = train.labels.index_select(0, &idx).to_device(device);
-                    v.forward_t(&x, true).cross_entropy_for_logits(&y)
+                    let y = to_device_pinned(&train.labels.index_select(0, &idx), device)?;
+                    v.forward_t(&x, true).f_to_kind(Kind::Float)?.cross_entropy_for_logits(&y)
                 }
                 (_, Some(m)) => {
                     let noise = Tensor::rand([chunk.len() as i64, patches], (Kind::Float, device));
-                    m.forward(&x, &noise, true).0
+                    m.forward(&x, &noise, true).0.f_to_kind(Kind::Float)?
                 }
                 _ => unreachable!("one model is built"),
             };
+            drop(amp);
             opt.zero_grad();
             loss.f_backward()?;
             opt.step(run.schedule.lr(base, step, total))
@@ -583,8 +586,8 @@ fn accuracy(
     let mut correct = 0.0;
     for s in (0..n).step_by(batch.max(1)) {
         let len = (batch as i64).min(n - s);
-        let x = split.images.narrow(0, s, len).to_device(device);
-        let y = split.labels.narrow(0, s, len).to_device(device);
+        let x = to_device_pinned(&split.images.narrow(0, s, len), device)?;
+        let y = to_device_pinned(&split.labels.narrow(0, s, len), device)?;
         let pred = f(&x).argmax(-1, false);
         correct += pred.eq_tensor(&y).to_kind(Kind::Float).sum(Kind::Float).f_double_value(&[])?;
     }
@@ -622,15 +625,15 @@ fn tune(
     let n = train.len();
     let bs = cfg.tune.batch_size;
     let per_epoch = n.div_ceil(bs) as u64;
-    let batch = |step: u64| -> (Tensor, Tensor) {
+    let batch = |step: u64| -> anyhow::Result<(Tensor, Tensor)> {
         let (epoch, k) = (step / per_epoch, (step % per_epoch) as usize);
         let order = permutation(n, stream, 1000 + epoch);
         let chunk = &order[k * bs..((k + 1) * bs).min(n)];
         let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        (
-            train.images.index_select(0, &idx).to_device(device),
-            train.labels.index_select(0, &idx).to_device(device),
-        )
+        Ok((
+            to_device_pinned(&train.images.index_select(0, &idx), device)?,
+            to_device_pinned(&train.labels.index_select(0, &idx), device)?,
+        ))
     };
     // TOAST: pre-tune the feedback path on its reconstruction loss alone.
     let mut pretune = Value::Null;
@@ -648,8 +651,11 @@ fn tune(
         let (mut first, mut last) = (f64::NAN, f64::NAN);
         for step in 0..cfg.settings.toast.pretune_steps {
             seed_step(stream ^ 0x70, step);
-            let (x, _) = batch(step);
-            let l = toast.forward(&model.backbone, &x, true).reconstruction_loss;
+            let (x, _) = batch(step)?;
+            let l = {
+                let _amp = vrl_train::autocast(device, cfg.precision)?;
+                toast.forward(&model.backbone, &x, true).reconstruction_loss.f_to_kind(Kind::Float)?
+            };
             opt.zero_grad();
             l.f_backward()?;
             opt.step(cfg.settings.toast.pretune_lr)?;
@@ -683,10 +689,14 @@ fn tune(
     let (mut sum, mut seen) = (0.0, 0u64);
     for step in 0..total {
         let ts = Instant::now();
-        let (x, y) = batch(step);
+        let (x, y) = batch(step)?;
         seed_step(stream, step);
-        let (logits, aux) = model.forward_with_aux(&x, true);
-        let loss = logits.cross_entropy_for_logits(&y) + aux;
+        // Forward and loss under autocast (the loss in float32); backward and step outside.
+        let loss = {
+            let _amp = vrl_train::autocast(device, cfg.precision)?;
+            let (logits, aux) = model.forward_with_aux(&x, true);
+            logits.f_to_kind(Kind::Float)?.cross_entropy_for_logits(&y) + aux.f_to_kind(Kind::Float)?
+        };
         opt.zero_grad();
         loss.f_backward()?;
         let lr = cfg.tune.schedule.lr(base, step, total);
