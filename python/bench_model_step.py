@@ -1,7 +1,7 @@
 """PyTorch reference for `vrl bench model-step` (the PyTorch side of `cargo xtask bench models`).
 
 Measures the throughput, in images per second, of one full training step of a timm model in PyTorch
-eager mode on the CPU: forward in train mode, cross-entropy, backward and an AdamW update, on one
+eager mode on the CPU (or `--device cuda`): forward in train mode, cross-entropy, backward and an AdamW update, on one
 fixed random batch `[batch, in_chans, img_size, img_size]` (default 3 channels, 32x32) with random
 labels (no data loading). With `--precision bf16`, forward and loss run under
 `torch.autocast("cpu", dtype=torch.bfloat16)` (the loss on float32 logits), as vrl's bf16 autocast
@@ -16,7 +16,7 @@ After 10 warm-up steps, steps are timed with `time.perf_counter` until `--second
 least 20 steps). Usage:
 
     $VRL_PYTHON python/bench_model_step.py --model resnet18 [--set model.num_classes=100]...
-        [--batch-size 128] [--threads N] [--seconds 3.0] [--precision fp32|bf16] [--json]
+        [--batch-size 128] [--threads N] [--seconds 3.0] [--precision fp32|bf16] [--device cpu|cuda[:N]] [--json]
 
 With `--json`, the only line on stdout is
 `{"name": "<model>_step", "impl": "pytorch", "model": M, "batch_size": B, "threads": T, "steps": n,
@@ -60,6 +60,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0, help="time to spend in timed steps")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: torch.autocast around forward and loss (fp16 needs a GradScaler; not offered)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (a CUDA step is timed to loss.item())")
     parser.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     parser.add_argument("--phases", action="store_true",
                         help="also print mean ms of forward+loss, backward and optimizer on stderr")
@@ -75,7 +76,10 @@ def main():
     kwargs = parse_set(args.set, parser)
 
     torch.manual_seed(0)
-    model = timm.create_model(args.model, pretrained=False, **kwargs)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available on this machine")
+    model = timm.create_model(args.model, pretrained=False, **kwargs).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -83,12 +87,12 @@ def main():
     )
     side = kwargs.get("img_size", 32)
     classes = kwargs.get("num_classes", 1000)
-    x = torch.randn(args.batch_size, kwargs.get("in_chans", 3), side, side)
-    y = torch.randint(0, classes, (args.batch_size,))
+    x = torch.randn(args.batch_size, kwargs.get("in_chans", 3), side, side, device=device)
+    y = torch.randint(0, classes, (args.batch_size,), device=device)
     model.train()
 
     def forward_loss():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             return F.cross_entropy(model(x).float(), y)
 
     def step():
@@ -151,7 +155,7 @@ def main():
             "model": args.model,
             "batch_size": args.batch_size,
             "threads": threads,
-            "precision": args.precision,
+            "precision": args.precision, "device": args.device,
             "steps": steps,
             "images_per_sec": images_per_sec,
         }))

@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// AdamW stay float32); the twin uses `torch.autocast` with the same dtype.
     #[arg(long, default_value = "fp32", value_parser = vrl_train::parse_precision)]
     precision: vrl_train::Precision,
+    /// `model-step`: `cpu`, `cuda` or `cuda:N` (the twin takes the same); a CUDA step is timed to
+    /// the loss's value, which waits for the GPU.
+    #[arg(long, default_value = "cpu", value_parser = vrl_train::parse_device)]
+    device: Device,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -148,12 +152,12 @@ fn model_step(args: &BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
     let margs = crate::models::model_args(&args.set)?;
     tch::manual_seed(0);
     let hp = HParams::parse(&["lr=1e-3", "weight_decay=0.05"])?;
-    let mut ts =
-        TrainStep::new(&args.model, &margs, "adamw", &hp, Device::Cpu)?.with_precision(args.precision);
+    let device = args.device;
+    let mut ts = TrainStep::new(&args.model, &margs, "adamw", &hp, device)?.with_precision(args.precision);
     let side = margs.img_size.unwrap_or(32);
     let classes = margs.num_classes_or(1000);
-    let x = Tensor::randn([args.batch_size, margs.in_chans(), side, side], (Kind::Float, Device::Cpu));
-    let y = Tensor::randint(classes, [args.batch_size], (Kind::Int64, Device::Cpu));
+    let x = Tensor::randn([args.batch_size, margs.in_chans(), side, side], (Kind::Float, device));
+    let y = Tensor::randint(classes, [args.batch_size], (Kind::Int64, device));
     if args.phases {
         phases(&mut ts, &x, &y, args.seconds)?;
     }
@@ -169,12 +173,15 @@ fn model_step(args: &BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({"name": name, "impl": "vrl", "model": args.model, "batch_size": args.batch_size,
-                "threads": threads, "precision": args.precision.as_str(), "steps": steps, "images_per_sec": ips})
+                "threads": threads, "precision": args.precision.as_str(), "device": vrl_train::device_label(device),
+                "steps": steps, "images_per_sec": ips})
         );
     } else {
         println!(
-            "{name}: {ips:.0} images/s ({steps} steps of {}, {threads} threads, {})",
-            args.batch_size, args.precision
+            "{name}: {ips:.0} images/s ({steps} steps of {}, {threads} threads, {}, {})",
+            args.batch_size,
+            args.precision,
+            vrl_train::device_label(device)
         );
     }
     Ok(ExitCode::SUCCESS)

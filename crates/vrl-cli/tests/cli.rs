@@ -502,3 +502,25 @@ fn inspect_layers_writes_one_row_per_weight_and_rejects_bad_files() {
     );
     assert_user_error(&inspect(&fixture, &["--top-k", "0"]), &["top_k"]);
 }
+
+#[test]
+fn bench_model_step_takes_a_device_and_refuses_a_missing_one() {
+    let bench = |extra: &[&str]| {
+        Command::new(VRL)
+            .args(["bench", "model-step", "--model", "mnist_cnn", "--set", "model.num_classes=10"])
+            .args(["--set", "model.img_size=28", "--set", "model.in_chans=1"])
+            .args(["--batch-size", "2", "--seconds", "0", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&["--device", "cpu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(json["device"], "cpu");
+    assert!(json["images_per_sec"].as_f64().unwrap() > 0.0);
+    // No machine has a hundredth GPU: refused on every machine, naming the value.
+    assert_user_error(&bench(&["--device", "cuda:99"]), &["cuda:99"]);
+    assert_user_error(&bench(&["--device", "tpu"]), &["tpu", "expected"]);
+}
