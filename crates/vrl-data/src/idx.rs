@@ -20,6 +20,17 @@ pub fn read_idx(path: &Path, ndim: usize) -> Result<IdxArray, DataError> {
     decode_idx(&bytes, ndim).map_err(|message| DataError::Format { path: path.to_path_buf(), message })
 }
 
+/// Encodes unsigned bytes with dimensions `dims` as IDX (the inverse of [`decode_idx`]), e.g. to write
+/// a small data set in MNIST's layout. `data` is expected to hold the product of `dims` bytes.
+pub fn encode_idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
 /// Decodes IDX bytes; the error says what was wrong and at which byte offset.
 pub fn decode_idx(bytes: &[u8], ndim: usize) -> Result<IdxArray, String> {
     if bytes.len() < 4 {
@@ -73,18 +84,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    pub(crate) fn encode(dims: &[u32], data: &[u8]) -> Vec<u8> {
-        let mut v = vec![0, 0, 8, dims.len() as u8];
-        for d in dims {
-            v.extend_from_slice(&d.to_be_bytes());
-        }
-        v.extend_from_slice(data);
-        v
-    }
-
     #[test]
     fn round_trip() {
-        let bytes = encode(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+        let bytes = encode_idx(&[2, 3], &[1, 2, 3, 4, 5, 6]);
         let a = decode_idx(&bytes, 2).unwrap();
         assert_eq!(a.dims, vec![2, 3]);
         assert_eq!(a.data, vec![1, 2, 3, 4, 5, 6]);
@@ -92,12 +94,12 @@ mod tests {
 
     #[test]
     fn errors_say_what_and_where() {
-        let bytes = encode(&[2, 3], &[1, 2, 3, 4, 5]);
+        let bytes = encode_idx(&[2, 3], &[1, 2, 3, 4, 5]);
         let e = decode_idx(&bytes, 2).unwrap_err();
         assert!(e.contains("truncated") && e.contains("need 6 bytes") && e.contains("found 5"), "{e}");
-        let e = decode_idx(&encode(&[2], &[1, 2]), 3).unwrap_err();
+        let e = decode_idx(&encode_idx(&[2], &[1, 2]), 3).unwrap_err();
         assert!(e.contains("magic number 0x00000801") && e.contains("0x00000803"), "{e}");
-        let e = decode_idx(&encode(&[1], &[1, 2]), 1).unwrap_err();
+        let e = decode_idx(&encode_idx(&[1], &[1, 2]), 1).unwrap_err();
         assert!(e.contains("trailing") && e.contains("offset 9"), "{e}");
         let e = decode_idx(&[0, 0], 1).unwrap_err();
         assert!(e.contains("truncated IDX header"), "{e}");
@@ -116,7 +118,7 @@ mod tests {
 
         #[test]
         fn valid_headers_with_arbitrary_tails(d0 in 0u32..5, d1 in 0u32..5, tail in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let bytes = encode(&[d0, d1], &tail);
+            let bytes = encode_idx(&[d0, d1], &tail);
             match decode_idx(&bytes, 2) {
                 Ok(a) => prop_assert_eq!(a.data.len(), (d0 * d1) as usize),
                 Err(e) => prop_assert!(e.contains("IDX")),

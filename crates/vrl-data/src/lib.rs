@@ -32,7 +32,7 @@ pub mod transforms;
 pub use cifar::{CifarKind, ColorImages, decode_cifar, load_cifar};
 pub use dsprites::{DSprites, FactorError, GroundTruthData};
 pub use folder::{ImageFolder, RgbImage, decode_image_bytes};
-pub use idx::{IdxArray, decode_idx, read_idx};
+pub use idx::{IdxArray, decode_idx, encode_idx, read_idx};
 pub use longtail::{Sampler, ShotGroups, longtail_counts, longtail_subset};
 pub use mnist::{FashionMnist, ImageSet, Mnist};
 pub use rng::{SplitMix64, permutation};

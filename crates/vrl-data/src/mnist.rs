@@ -155,12 +155,7 @@ mod tests {
     use super::*;
 
     fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
-        let mut v = vec![0, 0, 8, dims.len() as u8];
-        for d in dims {
-            v.extend_from_slice(&d.to_be_bytes());
-        }
-        v.extend_from_slice(data);
-        std::fs::write(path, v).unwrap();
+        std::fs::write(path, crate::encode_idx(dims, data)).unwrap();
     }
 
     #[test]

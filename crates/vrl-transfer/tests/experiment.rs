@@ -21,12 +21,7 @@ config = { device = "cpu", threads = 1, model = { args = { in_chans = 1, img_siz
 }
 
 fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
-    let mut v = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    std::fs::write(path, v).expect("write idx");
+    std::fs::write(path, vrl_data::encode_idx(dims, data)).expect("write idx");
 }
 
 /// A learnable toy set in MNIST's layout: class c lights up a 7×7 block at a class-dependent place.

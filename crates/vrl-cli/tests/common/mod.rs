@@ -12,12 +12,7 @@ pub fn experiments_dir() -> PathBuf {
 
 /// Writes an IDX file of unsigned bytes with dimensions `dims`.
 fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
-    let mut v = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    std::fs::write(path, v).unwrap();
+    std::fs::write(path, vrl_data::encode_idx(dims, data)).unwrap();
 }
 
 /// A learnable toy set in the IDX layout of MNIST and Fashion-MNIST: class c lights up a 7×7 block
