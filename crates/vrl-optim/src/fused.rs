@@ -577,21 +577,24 @@ pub(crate) fn sums<const K: usize>(n: usize, mut f: impl FnMut(usize) -> [f64; K
     acc.map(|lanes| lanes.iter().sum())
 }
 
-/// Elements per block of [`block_sums`].
+/// Elements per block of [`block_sq_sums`].
 pub(crate) const BLOCK: usize = 256;
 
-/// `K` sums over `0..n` in `f64`, for loops that update buffers and reduce at once: `f(range, out)`
-/// handles the elements `range` (blocks of at most [`BLOCK`]) and writes each element's
-/// contributions to `out[k][i - range.start]`; the blocks are then added in [`LANES`] interleaved
-/// partial sums, combined in a fixed order at the end. Both loops are plain loops over slices, which
-/// the compiler vectorises (a loop that stores and accumulates at once would stay scalar).
+/// `K` sums of squares over `0..n` in `f64`, for loops that update buffers and reduce at once:
+/// `f(range, out)` handles the elements `range` (blocks of at most [`BLOCK`]) and writes each
+/// element's `K` values, in the element type, to `out[k][i - range.start]`; the blocks' values are
+/// then widened, squared and added in [`LANES`] interleaved `f64` partial sums, combined in a fixed
+/// order at the end. Both loops are plain loops over slices, which the compiler vectorises: the
+/// first at the full width of `T` (8 float32 lanes with AVX2), because it stays in `T` (writing
+/// `f64` values there would halve it), the second in `f64` (a loop that stores and accumulates at
+/// once would stay scalar).
 #[inline(always)]
-pub(crate) fn block_sums<const K: usize>(
+pub(crate) fn block_sq_sums<T: Real, const K: usize>(
     n: usize,
-    mut f: impl FnMut(Range<usize>, &mut [[f64; BLOCK]; K]),
+    mut f: impl FnMut(Range<usize>, &mut [[T; BLOCK]; K]),
 ) -> [f64; K] {
     let mut acc = [[0.0f64; LANES]; K];
-    let mut out = [[0.0f64; BLOCK]; K];
+    let mut out = [[T::ZERO; BLOCK]; K];
     let mut start = 0;
     while start < n {
         let end = (start + BLOCK).min(n);
@@ -599,10 +602,11 @@ pub(crate) fn block_sums<const K: usize>(
         f(start..end, &mut out);
         let padded = len.next_multiple_of(LANES);
         for k in 0..K {
-            out[k][len..padded].fill(0.0);
+            out[k][len..padded].fill(T::ZERO);
             for block in out[k][..padded].chunks_exact(LANES) {
                 for j in 0..LANES {
-                    acc[k][j] += block[j];
+                    let x = block[j].f64();
+                    acc[k][j] += x * x;
                 }
             }
         }

@@ -167,16 +167,12 @@ impl Kernel {
                     #[inline(always)]
                     move |[], [p, g]| {
                         let g = &g[..p.len()];
-                        fused::block_sums(
+                        fused::block_sq_sums(
                             p.len(),
                             #[inline(always)]
                             |r, [sp, sg]| {
-                                let (p, g) = (&p[r.clone()], &g[r]);
-                                let (g, sp, sg) = (&g[..p.len()], &mut sp[..p.len()], &mut sg[..p.len()]);
-                                for i in 0..p.len() {
-                                    sp[i] = p[i].f64() * p[i].f64();
-                                    sg[i] = g[i].f64() * g[i].f64();
-                                }
+                                sp[..r.len()].copy_from_slice(&p[r.clone()]);
+                                sg[..r.len()].copy_from_slice(&g[r]);
                             },
                         )
                     },

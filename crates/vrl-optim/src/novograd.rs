@@ -188,16 +188,10 @@ fn grad_sq<T: Real>(g: &Tensor) -> Result<Tensor, OptimError> {
         [g],
         #[inline(always)]
         move |[], [g]| {
-            fused::block_sums(
+            fused::block_sq_sums(
                 g.len(),
                 #[inline(always)]
-                |r, [sq]| {
-                    let g = &g[r];
-                    let sq = &mut sq[..g.len()];
-                    for i in 0..g.len() {
-                        sq[i] = g[i].f64() * g[i].f64();
-                    }
-                },
+                |r, [sq]| sq[..r.len()].copy_from_slice(&g[r]),
             )
         },
     )?;
