@@ -626,15 +626,58 @@ pub(crate) fn total<const K: usize>(partials: &[[f64; K]]) -> [f64; K] {
     out
 }
 
-/// Whether every element of `t` is finite, if the fused path can read it (`None`: use tensor ops).
-pub(crate) fn all_finite(t: &Tensor) -> Option<Result<bool, OptimError>> {
-    let dtype = eligible(true, &[t])?;
-    Some(with_real!(dtype, T => finite::<T>(t)))
+/// One tensor of [`all_finite_many`].
+enum Scan {
+    F32(Raw<f32, 0, 1>),
+    F64(Raw<f64, 0, 1>),
 }
 
-fn finite<T: Real>(t: &Tensor) -> Result<bool, OptimError> {
-    let partials = map_chunks::<T, 0, 1, _>([], [t], |[], [x]| !T::any_non_finite(x))?;
-    Ok(partials.into_iter().all(|ok| ok))
+impl Scan {
+    fn n(&self) -> usize {
+        match self {
+            Scan::F32(raw) => raw.n,
+            Scan::F64(raw) => raw.n,
+        }
+    }
+
+    /// Whether the chunk `c` holds a NaN or an infinity.
+    fn chunk_non_finite(&self, c: usize) -> bool {
+        let n = self.n();
+        // SAFETY (both arms): the chunk lies within the tensor, which is only read, and is borrowed by
+        // the caller of `all_finite_many` for the whole scan.
+        match self {
+            Scan::F32(raw) => {
+                let ([], [x]) = unsafe { raw.slices(chunk_range(c, n)) };
+                wide(&|x: &[f32], ()| f32::any_non_finite(x), x, ())
+            }
+            Scan::F64(raw) => {
+                let ([], [x]) = unsafe { raw.slices(chunk_range(c, n)) };
+                wide(&|x: &[f64], ()| f64::any_non_finite(x), x, ())
+            }
+        }
+    }
+}
+
+/// Whether every element of the tensors is finite: the chunks of all the tensors the fused path can read
+/// are scanned in one parallel loop (one fork-join for the lot instead of one per tensor). Returns
+/// whether they are all finite, and the indices of the tensors it could not read (check those with
+/// tensor operations).
+pub(crate) fn all_finite_many(ts: &[&Tensor]) -> Result<(bool, Vec<usize>), OptimError> {
+    let mut scans = Vec::with_capacity(ts.len());
+    let mut unread = Vec::new();
+    for (i, t) in ts.iter().enumerate() {
+        match eligible(true, &[t]) {
+            Some(Dtype::F32) => scans.push(Scan::F32(Raw::new([], [t])?)),
+            Some(Dtype::F64) => scans.push(Scan::F64(Raw::new([], [t])?)),
+            None => unread.push(i),
+        }
+    }
+    let tasks: Vec<(usize, usize)> =
+        scans.iter().enumerate().flat_map(|(i, s)| (0..s.n().div_ceil(CHUNK)).map(move |c| (i, c))).collect();
+    let total: usize = scans.iter().map(Scan::n).sum();
+    let bad = |&(i, c): &(usize, usize)| scans[i].chunk_non_finite(c);
+    let any_bad = if total <= SEQUENTIAL_MAX { tasks.iter().any(bad) } else { tasks.par_iter().any(bad) };
+    Ok((!any_bad, unread))
 }
 
 #[cfg(test)]
@@ -709,24 +752,46 @@ mod tests {
         assert_eq!(next, rows);
     }
 
+    /// [`all_finite_many`] on one tensor: `None` where it cannot read it.
+    fn all_finite(t: &Tensor) -> Option<bool> {
+        let (ok, unread) = all_finite_many(&[t]).unwrap();
+        unread.is_empty().then_some(ok)
+    }
+
+    #[test]
+    fn finiteness_of_many_tensors() {
+        let big = Tensor::randn([3 * CHUNK as i64 + 5], (Kind::Float, Device::Cpu));
+        let small = Tensor::randn([7], (Kind::Double, Device::Cpu));
+        let half = Tensor::randn([9], (Kind::Float, Device::Cpu)).to_kind(Kind::Half);
+        let (ok, unread) = all_finite_many(&[&small, &half, &big]).unwrap();
+        assert!(ok);
+        assert_eq!(unread, vec![1]);
+        for (t, at) in [(&big, 2 * CHUNK as i64 + 3), (&small, 6)] {
+            let _ = t.narrow(0, at, 1).fill_(f64::NAN);
+            assert!(!all_finite_many(&[&small, &half, &big]).unwrap().0);
+            let _ = t.narrow(0, at, 1).fill_(0.5);
+        }
+        assert!(all_finite_many(&[]).unwrap().0);
+    }
+
     #[test]
     fn finiteness() {
         let x = Tensor::randn([100_003], (Kind::Float, Device::Cpu));
-        assert!(all_finite(&x).unwrap().unwrap());
+        assert!(all_finite(&x).unwrap());
         let _ = x.narrow(0, 77_777, 1).fill_(f64::INFINITY);
-        assert!(!all_finite(&x).unwrap().unwrap());
+        assert!(!all_finite(&x).unwrap());
         let _ = x.narrow(0, 77_777, 1).fill_(f64::NAN);
-        assert!(!all_finite(&x).unwrap().unwrap());
+        assert!(!all_finite(&x).unwrap());
         let _ = x.narrow(0, 77_777, 1).fill_(1.0);
         let _ = x.narrow(0, 100_002, 1).fill_(f64::NEG_INFINITY);
-        assert!(!all_finite(&x).unwrap().unwrap());
+        assert!(!all_finite(&x).unwrap());
         let _ = x.narrow(0, 100_002, 1).fill_(f64::from(f32::MAX));
-        assert!(all_finite(&x).unwrap().unwrap());
+        assert!(all_finite(&x).unwrap());
         let y = Tensor::from_slice(&[f64::MAX, -f64::MAX, f64::MIN_POSITIVE, 5e-324, -0.0, 0.0]);
-        assert!(all_finite(&y).unwrap().unwrap());
+        assert!(all_finite(&y).unwrap());
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -f64::NAN] {
             let z = Tensor::cat(&[&y, &Tensor::from_slice(&[bad])], 0);
-            assert!(!all_finite(&z).unwrap().unwrap(), "{bad}");
+            assert!(!all_finite(&z).unwrap(), "{bad}");
         }
         assert!(f32::any_non_finite(&[1.0, f32::from_bits(0x7f80_0001)]), "a NaN payload");
         assert!(!f32::any_non_finite(&[f32::MIN_POSITIVE / 4.0, -f32::MAX, 0.0]), "subnormals and extremes");

@@ -256,19 +256,11 @@ struct Checked {
 
 impl Checked {
     fn check(&self) -> Result<(), OptimError> {
-        // CPU gradients the fused path can read are scanned in place; the others by tensor ops.
-        let mut flags: Vec<Tensor> = Vec::new();
-        let mut finite = true;
-        for (_, p) in &self.params {
-            let g = p.grad();
-            if !g.defined() {
-                continue;
-            }
-            match fused::all_finite(&g) {
-                Some(ok) => finite &= ok?,
-                None => flags.push(g.f_isfinite()?.f_all()?),
-            }
-        }
+        // CPU gradients the fused path can read are scanned in place, all in one parallel loop; the
+        // others by tensor ops.
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+        let (finite, unread) = fused::all_finite_many(&grads.iter().collect::<Vec<_>>())?;
+        let flags = unread.iter().map(|&i| grads[i].f_isfinite()?.f_all()).collect::<Result<Vec<_>, _>>()?;
         if finite && (flags.is_empty() || Tensor::stack(&flags, 0).all().int64_value(&[]) == 1) {
             return Ok(());
         }
