@@ -105,11 +105,31 @@ pub fn unbind_qkv(qkv: &Tensor) -> (Tensor, Tensor, Tensor) {
 /// Fills `t` in place from a normal distribution with standard deviation `std` truncated to
 /// `[a, b]` (absolute bounds, like timm's `trunc_normal_(std=.02)` with a = −2, b = 2), by the
 /// inverse-CDF method PyTorch uses.
+///
+/// One difference from timm: the uniform draw is kept strictly inside (−1, 1). `uniform_` may return
+/// its lower bound, and where the bounds are many standard deviations out (±2 with std 0.02: 2l − 1
+/// is −1 in float32) `erfinv(−1) = −∞` would be clamped to `a`, a weight of −2 (100σ) about once in
+/// 17 million draws. Here that draw becomes the largest finite value `erfinv` gives in the tensor's
+/// precision (5.4σ in float32); every other draw is unchanged.
 pub fn trunc_normal_(t: &mut Tensor, std: f64, a: f64, b: f64) {
     let _guard = tch::no_grad_guard();
     let cdf = |x: f64| 0.5 * (1.0 + erf(x / std / std::f64::consts::SQRT_2));
     let (l, u) = (cdf(a), cdf(b));
     let _ = t.uniform_(2.0 * l - 1.0, 2.0 * u - 1.0);
+    uniform_to_trunc_normal_(t, std, a, b);
+}
+
+/// The second half of [`trunc_normal_`]: maps uniform draws in [−1, 1] to the truncated normal.
+fn uniform_to_trunc_normal_(t: &mut Tensor, std: f64, a: f64, b: f64) {
+    // Half the spacing of the tensor's floats just below 1: −1 + half_ulp and 1 − half_ulp are the
+    // representable values next to ±1.
+    let half_ulp = match t.kind() {
+        Kind::Double => f64::EPSILON / 2.0,
+        Kind::Half => 2f64.powi(-11),
+        Kind::BFloat16 => 2f64.powi(-8),
+        _ => f64::from(f32::EPSILON) / 2.0,
+    };
+    let _ = t.clamp_(-1.0 + half_ulp, 1.0 - half_ulp);
     let _ = t.erfinv_();
     let _ = t.f_mul_scalar_(std * std::f64::consts::SQRT_2);
     let _ = t.clamp_(a, b);
@@ -234,6 +254,7 @@ mod tests {
 
     #[test]
     fn truncated_normal_stays_in_bounds_with_the_right_spread() {
+        tch::manual_seed(0);
         let mut t = Tensor::zeros([100_000], (Kind::Float, Device::Cpu));
         trunc_normal_(&mut t, 0.02, -2.0, 2.0);
         let std = t.std(true).double_value(&[]);
@@ -244,6 +265,19 @@ mod tests {
         // Variance of a standard normal truncated to [-1, 1] is 0.2911.
         let var = t.var(true).double_value(&[]);
         assert!((var - 0.2911).abs() < 0.005, "{var}");
+    }
+
+    #[test]
+    fn an_endpoint_uniform_draw_does_not_become_the_bound() {
+        // uniform_(2l − 1, 2u − 1) may return exactly −1 when the bounds are far out (2l − 1 == −1).
+        for kind in [Kind::Float, Kind::Double] {
+            let mut t = Tensor::from_slice(&[-1.0f64, 0.0, 1.0]).to_kind(kind);
+            uniform_to_trunc_normal_(&mut t, 0.02, -2.0, 2.0);
+            let v: Vec<f64> = Vec::try_from(t.to_kind(Kind::Double)).unwrap();
+            assert!(v[0] < -0.02 * 5.0 && v[0] > -0.02 * 9.0, "{kind:?}: {v:?}");
+            assert_eq!(v[1], 0.0);
+            assert!(v[2] > 0.02 * 5.0 && v[2] < 0.02 * 9.0, "{kind:?}: {v:?}");
+        }
     }
 
     #[test]
