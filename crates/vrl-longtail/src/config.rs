@@ -170,3 +170,13 @@ pub struct EvalConfig {
     /// Few-shot: fewer training images than this.
     pub few_below: usize,
 }
+
+impl vrl_train::StudySettings for LongtailConfig {
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn device(&self) -> &str {
+        &self.device
+    }
+}

@@ -16,8 +16,8 @@ use tch::{Device, Kind, Tensor, nn};
 use vrl_config::{ConfigError, ExperimentFile};
 use vrl_data::longtail::{Sampler, ShotGroups, longtail_counts, longtail_subset};
 use vrl_models::VisionTransformer;
-use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
-use vrl_train::{Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
+use vrl_run::{MetricsLog, Report, RunDir, Series};
+use vrl_train::{Opened, Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
 
 use crate::causal::{CausalConfig, CausalVit};
 use crate::counterfactual::{calibrate, counterfactual_images, counterfactual_pairs, logit_bias};
@@ -123,21 +123,11 @@ pub fn run(
     stop: &StopSignal,
     vrl_commit: &str,
 ) -> anyhow::Result<Outcome> {
-    let resolved = file.resolve::<LongtailConfig>(opts.preset.as_deref(), &opts.overrides)?;
-    let cfg = &resolved.config;
-    validate(cfg)?;
-    let run_id = resolved.run_id();
-    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
-    if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished {
-            dir: run.path().to_path_buf(),
-            results: run.read_results()?,
-            already: true,
-        });
-    }
-    let threads = vrl_train::configure_threads(cfg.threads);
-    let device = vrl_train::parse_device(&cfg.device)?;
-    run.write_meta(&vrl_train::run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
+    let study = match vrl_train::open_study::<LongtailConfig>(file, opts, vrl_commit, validate)? {
+        Opened::Finished(outcome) => return Ok(outcome),
+        Opened::Ready(study) => study,
+    };
+    let (cfg, run, threads, device) = (study.config(), &study.run, study.threads, study.device);
     tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), threads, "longtail");
 
     let data = Dataset::load(&cfg.data)?;
@@ -199,8 +189,7 @@ pub fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let results =
-        finish(&run, cfg, per_method, counts_by_if, &groups, n_max, seconds, threads, &test.counts)?;
+    let results = finish(run, cfg, per_method, counts_by_if, &groups, n_max, seconds, threads, &test.counts)?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
 }
 

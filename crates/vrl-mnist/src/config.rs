@@ -110,3 +110,13 @@ impl OptimizerConfig {
         out
     }
 }
+
+impl vrl_train::StudySettings for MnistConfig {
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn device(&self) -> &str {
+        &self.device
+    }
+}

@@ -10,10 +10,10 @@ use tch::{Device, Kind, Tensor};
 use vrl_config::ExperimentFile;
 use vrl_data::Mnist;
 use vrl_loader::TensorDataset;
-use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
+use vrl_run::{MetricsLog, Report, RunDir, Series};
 use vrl_train::checkpoint::{Checkpoint, load_into_varstore, save_safetensors};
 use vrl_train::{
-    Outcome, RunOptions, StopSignal, fault_injection, progress_bar, seed_step, to_device_pinned,
+    Opened, Outcome, RunOptions, StopSignal, fault_injection, progress_bar, seed_step, to_device_pinned,
 };
 
 use crate::{MnistConfig, OptimizerConfig, TrainStep};
@@ -42,21 +42,11 @@ pub fn run(
     stop: &StopSignal,
     vrl_commit: &str,
 ) -> anyhow::Result<Outcome> {
-    let resolved = file.resolve::<MnistConfig>(opts.preset.as_deref(), &opts.overrides)?;
-    let cfg = &resolved.config;
-    validate(cfg)?;
-    let run_id = resolved.run_id();
-    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
-    if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished {
-            dir: run.path().to_path_buf(),
-            results: run.read_results()?,
-            already: true,
-        });
-    }
-    let threads = vrl_train::configure_threads(cfg.threads);
-    let device = vrl_train::parse_device(&cfg.device)?;
-    run.write_meta(&vrl_train::run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
+    let study = match vrl_train::open_study::<MnistConfig>(file, opts, vrl_commit, validate)? {
+        Opened::Finished(outcome) => return Ok(outcome),
+        Opened::Ready(study) => study,
+    };
+    let (cfg, run, threads, device) = (study.config(), &study.run, study.threads, study.device);
     tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), precision = %cfg.precision, threads, "mnist");
 
     let data_dir = match cfg.data.dir.as_str() {
@@ -91,7 +81,7 @@ pub fn run(
         per_optimizer.insert(label.clone(), result);
     }
 
-    let results = finish(&run, cfg, &labels, per_optimizer, started.elapsed().as_secs_f64(), threads)?;
+    let results = finish(run, cfg, &labels, per_optimizer, started.elapsed().as_secs_f64(), threads)?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
 }
 

@@ -226,3 +226,13 @@ pub fn weights(objective: &Objective) -> String {
         }
     }
 }
+
+impl vrl_train::StudySettings for VaeStudyConfig {
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn device(&self) -> &str {
+        &self.device
+    }
+}

@@ -5,8 +5,8 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::{Value, json};
 use vrl_config::ExperimentFile;
-use vrl_run::{Report, RunDir, RunState, Series};
-use vrl_train::{Outcome, RunOptions, StopSignal};
+use vrl_run::{Report, RunDir, Series};
+use vrl_train::{Opened, Outcome, RunOptions, StopSignal};
 use vrl_vae::Objective;
 
 use crate::VaeStudyConfig;
@@ -33,21 +33,12 @@ pub fn run(
     stop: &StopSignal,
     vrl_commit: &str,
 ) -> anyhow::Result<Outcome> {
-    let resolved = file.resolve::<VaeStudyConfig>(opts.preset.as_deref(), &opts.overrides)?;
-    let cfg = &resolved.config;
-    cfg.validate()?;
-    let run_id = resolved.run_id();
-    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
-    if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished {
-            dir: run.path().to_path_buf(),
-            results: run.read_results()?,
-            already: true,
-        });
-    }
-    let threads = vrl_train::configure_threads(cfg.threads);
-    let device = vrl_train::parse_device(&cfg.device)?;
-    run.write_meta(&vrl_train::run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
+    let study =
+        match vrl_train::open_study::<VaeStudyConfig>(file, opts, vrl_commit, VaeStudyConfig::validate)? {
+            Opened::Finished(outcome) => return Ok(outcome),
+            Opened::Ready(study) => study,
+        };
+    let (cfg, run, threads, device) = (study.config(), &study.run, study.threads, study.device);
     tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), threads, "vae");
 
     let labels = cfg.labels();
@@ -94,7 +85,7 @@ pub fn run(
         };
         per_model.insert(label.clone(), result);
     }
-    let results = finish(&run, cfg, &labels, per_model, started.elapsed().as_secs_f64(), threads)?;
+    let results = finish(run, cfg, &labels, per_model, started.elapsed().as_secs_f64(), threads)?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
 }
 

@@ -40,7 +40,9 @@ pub use precision::{
 };
 pub use progress::progress_bar;
 pub use signals::{EXIT_INTERRUPTED, StopSignal, fault_injection};
-pub use study::{Outcome, RunOptions, configure_threads, run_meta};
+pub use study::{
+    Opened, Outcome, RunOptions, StudyRun, StudySettings, configure_threads, open_study, run_meta,
+};
 
 /// Seeds LibTorch's global generator for `step` of a run with `seed`. Every random draw inside the
 /// step then depends on (seed, step) only.

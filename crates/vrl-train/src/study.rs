@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tch::Device;
-use vrl_config::Override;
-use vrl_run::RunMeta;
+use vrl_config::{ExperimentFile, Override, Resolved};
+use vrl_run::{RunDir, RunMeta, RunState};
 
 /// How a study is asked to run.
 #[derive(Debug, Clone)]
@@ -40,6 +42,73 @@ pub enum Outcome {
         /// The signal.
         signal: &'static str,
     },
+}
+
+/// The keys every study's configuration has for where it runs, read by [`open_study`].
+pub trait StudySettings {
+    /// Intra-op threads (0: LibTorch's default).
+    fn threads(&self) -> usize;
+    /// The device (`auto`, `cpu`, `cuda`, `cuda:N`).
+    fn device(&self) -> &str;
+}
+
+/// A study's run as [`open_study`] left it: `meta.json` written, threads and device set.
+#[derive(Debug)]
+pub struct StudyRun<C> {
+    /// The configuration, resolved from the file, the preset and the overrides.
+    pub resolved: Resolved<C>,
+    /// The run directory (new, or an interrupted run to resume).
+    pub run: RunDir,
+    /// The number of intra-op threads in use.
+    pub threads: usize,
+    /// The device the study runs on.
+    pub device: Device,
+}
+
+impl<C> StudyRun<C> {
+    /// The resolved configuration.
+    pub fn config(&self) -> &C {
+        &self.resolved.config
+    }
+}
+
+/// How [`open_study`] found the run.
+#[derive(Debug)]
+pub enum Opened<C> {
+    /// The run had finished before: its outcome, read back; there is nothing to do.
+    Finished(Outcome),
+    /// The run is ready for the study's work.
+    Ready(StudyRun<C>),
+}
+
+/// What every single-process study does before its work: resolves `file` with the options' preset
+/// and overrides, checks the configuration with `check`, and opens the run directory (creating it,
+/// resuming it, or starting over with `fresh`). A run that had finished is read back and returned as
+/// [`Opened::Finished`]; otherwise the thread setting is applied, the device parsed and `meta.json`
+/// written.
+///
+/// # Errors
+/// A bad preset, override or configuration value (including what `check` rejects), a run directory
+/// that cannot be opened or whose results cannot be read, an unknown or unavailable device, and a
+/// `meta.json` that cannot be written.
+pub fn open_study<C: DeserializeOwned + Serialize + StudySettings>(
+    file: &ExperimentFile,
+    opts: &RunOptions,
+    vrl_commit: &str,
+    check: impl FnOnce(&C) -> anyhow::Result<()>,
+) -> anyhow::Result<Opened<C>> {
+    let resolved = file.resolve::<C>(opts.preset.as_deref(), &opts.overrides)?;
+    check(&resolved.config)?;
+    let run_id = resolved.run_id();
+    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
+    if run.state() == RunState::Finished {
+        let (dir, results) = (run.path().to_path_buf(), run.read_results()?);
+        return Ok(Opened::Finished(Outcome::Finished { dir, results, already: true }));
+    }
+    let threads = configure_threads(resolved.config.threads());
+    let device = crate::parse_device(resolved.config.device())?;
+    run.write_meta(&run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
+    Ok(Opened::Ready(StudyRun { resolved, run, threads, device }))
 }
 
 /// Applies the thread setting (0: LibTorch's default, one per core) and returns the thread count in use.

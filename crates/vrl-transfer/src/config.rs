@@ -226,3 +226,13 @@ pub struct BurstinessConfig {
     /// Half-width of the histograms in standard deviations.
     pub range: f64,
 }
+
+impl vrl_train::StudySettings for TransferConfig {
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn device(&self) -> &str {
+        &self.device
+    }
+}

@@ -26,8 +26,8 @@ use vrl_loader::TensorDataset;
 use vrl_models::vision_transformer::VitConfig;
 use vrl_models::{Model, VisionTransformer};
 use vrl_optim::{HParams, HValue};
-use vrl_run::{MetricsLog, Report, RunDir, RunState, Series};
-use vrl_train::{Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
+use vrl_run::{MetricsLog, Report, RunDir, Series};
+use vrl_train::{Opened, Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
 
 use crate::burstiness::{Histogram, gaussian_density, interaction_values, kurtosis};
 use crate::config::{BackboneConfig, PretrainRun, TransferConfig};
@@ -786,22 +786,15 @@ pub fn run(
     stop: &StopSignal,
     vrl_commit: &str,
 ) -> anyhow::Result<Outcome> {
-    let resolved = file.resolve::<TransferConfig>(opts.preset.as_deref(), &opts.overrides)?;
-    let cfg = &resolved.config;
-    validate(cfg)?;
+    let study = match vrl_train::open_study::<TransferConfig>(file, opts, vrl_commit, |cfg| {
+        validate(cfg)?;
+        vit_config(cfg).map(drop)
+    })? {
+        Opened::Finished(outcome) => return Ok(outcome),
+        Opened::Ready(study) => study,
+    };
+    let (cfg, run, threads, device) = (study.config(), &study.run, study.threads, study.device);
     let vit = vit_config(cfg)?;
-    let run_id = resolved.run_id();
-    let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
-    if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished {
-            dir: run.path().to_path_buf(),
-            results: run.read_results()?,
-            already: true,
-        });
-    }
-    let threads = vrl_train::configure_threads(cfg.threads);
-    let device = vrl_train::parse_device(&cfg.device)?;
-    run.write_meta(&vrl_train::run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
     tracing::info!(run = %run.path().display(), device = %vrl_train::device_label(device), threads, "transfer");
     let started = Instant::now();
     let (train, test, classes) = load_target(cfg, &vit)?;
@@ -858,7 +851,7 @@ pub fn run(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let results = finish(&run, cfg, &vit, per_backbone, train.len(), test.len(), classes, seconds, threads)?;
+    let results = finish(run, cfg, &vit, per_backbone, train.len(), test.len(), classes, seconds, threads)?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
 }
 
