@@ -11,6 +11,9 @@
 //!   shim (`csrc/autocast.cpp`, compiled by `build.rs` with the `cc` crate against LibTorch's
 //!   `ATen/autocast_mode.h`), because tch's own `tch::autocast` reaches CUDA's fp16 autocast only.
 //!   [`to_device_pinned`] moves batches to a CUDA device through pinned memory with non-blocking copies.
+//! * [`open_study`]: what a study does before its work (resolve the experiment file, check the
+//!   configuration, open or resume the run directory, read back a finished run, set threads and
+//!   device, write `meta.json`), for configurations that implement [`StudySettings`].
 //!
 //! ```no_run
 //! use vrl_train::{StopSignal, parse_device};

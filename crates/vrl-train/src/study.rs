@@ -82,10 +82,10 @@ pub enum Opened<C> {
 }
 
 /// What every single-process study does before its work: resolves `file` with the options' preset
-/// and overrides, checks the configuration with `check`, and opens the run directory (creating it,
-/// resuming it, or starting over with `fresh`). A run that had finished is read back and returned as
-/// [`Opened::Finished`]; otherwise the thread setting is applied, the device parsed and `meta.json`
-/// written.
+/// and overrides, checks the configuration with `check` and the device key, and opens the run
+/// directory (creating it, resuming it, or starting over with `fresh`); nothing is written before
+/// those checks pass. A run that had finished is read back and returned as [`Opened::Finished`];
+/// otherwise the thread setting is applied and `meta.json` written.
 ///
 /// # Errors
 /// A bad preset, override or configuration value (including what `check` rejects), a run directory
@@ -99,6 +99,7 @@ pub fn open_study<C: DeserializeOwned + Serialize + StudySettings>(
 ) -> anyhow::Result<Opened<C>> {
     let resolved = file.resolve::<C>(opts.preset.as_deref(), &opts.overrides)?;
     check(&resolved.config)?;
+    let device = crate::parse_device(resolved.config.device())?;
     let run_id = resolved.run_id();
     let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
     if run.state() == RunState::Finished {
@@ -106,7 +107,6 @@ pub fn open_study<C: DeserializeOwned + Serialize + StudySettings>(
         return Ok(Opened::Finished(Outcome::Finished { dir, results, already: true }));
     }
     let threads = configure_threads(resolved.config.threads());
-    let device = crate::parse_device(resolved.config.device())?;
     run.write_meta(&run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
     Ok(Opened::Ready(StudyRun { resolved, run, threads, device }))
 }
@@ -150,5 +150,100 @@ pub fn run_meta(
         device_name: crate::device_name(device),
         threads: tch::get_num_threads().max(1) as usize,
         command: command.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Demo {
+        seed: u64,
+        threads: usize,
+        device: String,
+    }
+
+    impl StudySettings for Demo {
+        fn threads(&self) -> usize {
+            self.threads
+        }
+
+        fn device(&self) -> &str {
+            &self.device
+        }
+    }
+
+    fn file() -> ExperimentFile {
+        let text = r#"
+            [experiment]
+            name = "demo"
+            description = "A demo."
+            [config]
+            seed = 0
+            threads = 1
+            device = "cpu"
+            [presets.smoke]
+            description = "tiny"
+            config = {}
+        "#;
+        ExperimentFile::parse(text, "demo.toml").unwrap()
+    }
+
+    fn options(root: &std::path::Path, overrides: &[&str]) -> RunOptions {
+        RunOptions {
+            runs_dir: root.to_path_buf(),
+            preset: None,
+            overrides: overrides.iter().map(|o| Override::parse(o).unwrap()).collect(),
+            fresh: false,
+            command: vec!["vrl".into(), "experiment".into(), "demo".into()],
+        }
+    }
+
+    fn accept(_: &Demo) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn opens_a_run_then_reads_back_the_finished_one() {
+        let root = tempfile::tempdir().unwrap();
+        let opts = options(root.path(), &[]);
+        let Opened::Ready(study) = open_study::<Demo>(&file(), &opts, "abc123", accept).unwrap() else {
+            panic!("a new run is ready");
+        };
+        assert_eq!((study.threads, study.device, study.config().seed), (1, Device::Cpu, 0));
+        let meta = std::fs::read_to_string(study.run.path().join("meta.json")).unwrap();
+        assert!(meta.contains("abc123"), "{meta}");
+        study.run.write_results(&serde_json::json!({"top1": 0.5})).unwrap();
+
+        let outcome = open_study::<Demo>(&file(), &opts, "abc123", accept).unwrap();
+        let Opened::Finished(Outcome::Finished { results, already, .. }) = outcome else {
+            panic!("the finished run is read back: {outcome:?}");
+        };
+        assert!(already);
+        assert_eq!(results["top1"], 0.5);
+        configure_threads(0);
+    }
+
+    #[test]
+    fn a_rejected_configuration_or_device_is_an_error_and_writes_no_run() {
+        let root = tempfile::tempdir().unwrap();
+        let opts = options(root.path(), &["seed=3"]);
+        let err = open_study::<Demo>(&file(), &opts, "x", |c| {
+            anyhow::ensure!(c.seed != 3, "seed 3 is not allowed");
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("seed 3"), "{err}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+
+        let opts = options(root.path(), &["device=\"tpu\""]);
+        let err = open_study::<Demo>(&file(), &opts, "x", accept).unwrap_err();
+        assert!(format!("{err:#}").contains("tpu"), "{err:#}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        configure_threads(0);
     }
 }
