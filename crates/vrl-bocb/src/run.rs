@@ -54,11 +54,7 @@ pub fn run(
     let Opened { run, config, run_id, cells: all } = open(file, opts, fresh)?;
     let cfg = &config;
     if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished {
-            dir: run.path().to_path_buf(),
-            results: run.read_results()?,
-            already: true,
-        });
+        return Ok(Outcome::finished_before(&run)?);
     }
     let device = vrl_train::parse_device(&cfg.device)?;
     let data = Data::load(cfg)?;

@@ -286,7 +286,7 @@ pub fn finalize(file: &ExperimentFile, opts: &RunOptions) -> anyhow::Result<Outc
     let Opened { run, config: cfg, cells: all, .. } = open(file, opts, false)?;
     let dir = run.path().to_path_buf();
     if run.state() == RunState::Finished {
-        return Ok(Outcome::Finished { dir, results: run.read_results()?, already: true });
+        return Ok(Outcome::finished_before(&run)?);
     }
     let missing = missing_cells(&dir, &all)?;
     if !missing.is_empty() {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tch::Device;
 use vrl_config::{ExperimentFile, Override, Resolved};
-use vrl_run::{RunDir, RunMeta, RunState};
+use vrl_run::{RunDir, RunError, RunMeta, RunState};
 
 /// How a study is asked to run.
 #[derive(Debug, Clone)]
@@ -42,6 +42,17 @@ pub enum Outcome {
         /// The signal.
         signal: &'static str,
     },
+}
+
+impl Outcome {
+    /// The outcome of a run that had finished before (`already: true`), its results read back from
+    /// `results.json`.
+    ///
+    /// # Errors
+    /// When `results.json` cannot be read or parsed.
+    pub fn finished_before(run: &RunDir) -> Result<Outcome, RunError> {
+        Ok(Outcome::Finished { dir: run.path().to_path_buf(), results: run.read_results()?, already: true })
+    }
 }
 
 /// The keys every study's configuration has for where it runs, read by [`open_study`].
@@ -103,8 +114,7 @@ pub fn open_study<C: DeserializeOwned + Serialize + StudySettings>(
     let run_id = resolved.run_id();
     let run = RunDir::open(&opts.runs_dir, &file.name, &run_id, &resolved.toml, opts.fresh)?;
     if run.state() == RunState::Finished {
-        let (dir, results) = (run.path().to_path_buf(), run.read_results()?);
-        return Ok(Opened::Finished(Outcome::Finished { dir, results, already: true }));
+        return Ok(Opened::Finished(Outcome::finished_before(&run)?));
     }
     let threads = configure_threads(resolved.config.threads());
     run.write_meta(&run_meta(&file.name, &run_id, device, vrl_commit, &opts.command))?;
