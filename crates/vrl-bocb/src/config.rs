@@ -17,6 +17,7 @@ use vrl_train::Precision;
 #[serde(deny_unknown_fields)]
 pub struct BocbConfig {
     /// One training run per seed for every hyper-parameter pair (initialisation, data order, augmentation).
+    #[serde(with = "vrl_config::seed::seeds")]
     pub seeds: Vec<u64>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
@@ -258,26 +259,50 @@ fn check_label(key: &str, label: &str) -> Result<(), ConfigError> {
 }
 
 impl BocbConfig {
+    /// Every count, size, interval and duration in its range, so that none can overflow what it
+    /// multiplies (a worker is at least one thread, so there are at most as many as threads).
+    fn check_integers(&self) -> Result<(), ConfigError> {
+        use vrl_config::{
+            MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_IMAGE_SIZE, MAX_SECONDS, MAX_STEPS, MAX_THREADS,
+        };
+        let (t, e, d) = (&self.train, &self.exec, &self.data);
+        vrl_config::check_ranges(
+            "bocb",
+            &[
+                ("data.train_limit", d.train_limit as u64, 0..=MAX_EXAMPLES),
+                ("data.test_limit", d.test_limit as u64, 0..=MAX_EXAMPLES),
+                ("data.img_size", d.img_size as u64, 0..=MAX_IMAGE_SIZE),
+                ("train.epochs", t.epochs, 1..=MAX_EPOCHS),
+                ("train.batch_size", t.batch_size as u64, 1..=MAX_BATCH_SIZE),
+                ("train.eval_batch_size", t.eval_batch_size as u64, 1..=MAX_BATCH_SIZE),
+                ("train.log_every", t.log_every, 1..=MAX_STEPS),
+                ("train.checkpoint_every", t.checkpoint_every, 1..=MAX_STEPS),
+                ("exec.workers", e.workers as u64, 1..=MAX_THREADS),
+                ("exec.threads", e.threads as u64, 0..=MAX_THREADS),
+                ("exec.lease_seconds", e.lease_seconds, 1..=MAX_SECONDS),
+                ("exec.heartbeat_seconds", e.heartbeat_seconds, 1..=MAX_SECONDS),
+                ("exec.slurm.array_size", e.slurm.array_size as u64, 1..=u64::MAX),
+                ("exec.slurm.cpus_per_task", e.slurm.cpus_per_task as u64, 1..=MAX_THREADS),
+            ],
+        )?;
+        for (label, b) in &self.backbones {
+            let key = format!("backbones.{label}.img_size");
+            vrl_config::check_range("bocb", &key, b.img_size as u64, 0..=MAX_IMAGE_SIZE)?;
+        }
+        for (name, r) in &self.recipes {
+            let key = format!("recipes.{name}.crop_padding");
+            vrl_config::check_range("bocb", &key, r.crop_padding as u64, 0..=MAX_IMAGE_SIZE)?;
+        }
+        Ok(())
+    }
+
     /// Checks everything that can be checked without building models or reading data: positive sizes,
     /// known labels, grids of the same length, ascending and positive, indices in range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let t = &self.train;
-        for (key, v) in [
-            ("train.epochs", t.epochs as f64),
-            ("train.batch_size", t.batch_size as f64),
-            ("train.eval_batch_size", t.eval_batch_size as f64),
-            ("train.log_every", t.log_every as f64),
-            ("train.checkpoint_every", t.checkpoint_every as f64),
-            ("train.divergence_factor", t.divergence_factor),
-            ("exec.workers", self.exec.workers as f64),
-            ("exec.lease_seconds", self.exec.lease_seconds as f64),
-            ("exec.heartbeat_seconds", self.exec.heartbeat_seconds as f64),
-            ("exec.slurm.array_size", self.exec.slurm.array_size as f64),
-            ("exec.slurm.cpus_per_task", self.exec.slurm.cpus_per_task as f64),
-        ] {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(invalid(key, format!("must be positive, got {v}")));
-            }
+        self.check_integers()?;
+        let v = self.train.divergence_factor;
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(invalid("train.divergence_factor", format!("must be positive, got {v}")));
         }
         if self.exec.heartbeat_seconds * 2 > self.exec.lease_seconds {
             return Err(invalid(
@@ -419,5 +444,53 @@ impl BocbConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use vrl_config::{ExperimentFile, Override};
+
+    use super::*;
+
+    fn resolve(sets: &[&str]) -> Result<BocbConfig, ConfigError> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/bocb.toml");
+        let file = ExperimentFile::load(&path).unwrap();
+        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
+        Ok(file.resolve::<BocbConfig>(None, &sets)?.config)
+    }
+
+    #[test]
+    fn integers_out_of_range_are_named_with_their_range() {
+        for (set, key) in [
+            ("train.epochs=922337203685477581", "`train.epochs`"),
+            ("train.batch_size=0", "`train.batch_size`"),
+            ("train.checkpoint_every=1099511627777", "`train.checkpoint_every`"),
+            ("exec.threads=4294967296", "`exec.threads`"),
+            ("exec.workers=100000", "`exec.workers`"),
+            ("exec.slurm.cpus_per_task=4294967296", "`exec.slurm.cpus_per_task`"),
+            ("exec.heartbeat_seconds=9223372036854775807", "`exec.heartbeat_seconds`"),
+            ("exec.lease_seconds=0", "`exec.lease_seconds`"),
+            ("data.img_size=100000", "`data.img_size`"),
+            ("backbones.resnet18.img_size=100000", "`backbones.resnet18.img_size`"),
+            ("recipes.classic.crop_padding=100000", "`recipes.classic.crop_padding`"),
+        ] {
+            let e = resolve(&[set]).unwrap().validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("must be an integer from"), "{set}: {e}");
+        }
+        resolve(&["exec.threads=0", "exec.workers=4"]).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn seeds_are_full_u64s() {
+        let cfg = resolve(&["seeds=[0, \"18446744073709551615\"]"]).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.seeds, vec![0, u64::MAX]);
+        let e = resolve(&["seeds=[1, -1]"]).unwrap_err().to_string();
+        assert!(e.contains("`seeds[1]`") && e.contains(vrl_config::seed::EXPECTED), "{e}");
+        let e = resolve(&["seeds=[3, \"3\"]"]).unwrap().validate().unwrap_err().to_string();
+        assert!(e.contains("seed 3 appears twice"), "{e}");
     }
 }

@@ -330,7 +330,7 @@ pub fn train_cell(
     std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
 
     let (model_name, args) = model_args(cfg, data, &cell.backbone)?;
-    tch::manual_seed(cell.seed as i64);
+    tch::manual_seed(vrl_config::seed::to_torch(cell.seed));
     let vs = nn::VarStore::new(device);
     let model = vrl_models::create(&model_name, &vs.root(), &args)?;
     let mut named: Vec<(String, Tensor)> =
@@ -390,7 +390,7 @@ pub fn train_cell(
     let train = Loader::new(Arc::clone(&data.train), train_aug, loader_cfg(t.batch_size, true));
     let test = Loader::new(Arc::clone(&data.test), test_aug, loader_cfg(t.eval_batch_size, false));
     let per_epoch = train.num_batches() as u64;
-    let total = per_epoch * t.epochs;
+    let total = vrl_config::total_steps("bocb", "train.epochs", per_epoch, t.epochs)?;
 
     let mut state = LoopState::default();
     let mut start = 0u64;

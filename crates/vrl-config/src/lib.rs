@@ -49,6 +49,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
+mod catalog;
+mod names;
+pub use catalog::{Catalog, Problem, RESERVED_NAMES};
+pub use names::{MAX_NAME_LEN, check_name};
+mod range;
+pub use range::{
+    MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_IMAGE_SIZE, MAX_SAMPLES, MAX_SECONDS, MAX_SIZE, MAX_STEPS,
+    MAX_THREADS, check_range, check_ranges, total_steps,
+};
+pub mod seed;
+
 /// Everything that can go wrong while reading an experiment file or applying overrides.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -59,6 +70,36 @@ pub enum ConfigError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The directory of experiment files could not be listed.
+    #[error("cannot read the experiments directory {path}: {source}")]
+    ExperimentsDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Two experiment files declare the same experiment name.
+    #[error(
+        "experiment `{name}` is declared by two files, {first} and {second}; rename one (`[experiment] name`)"
+    )]
+    DuplicateExperiment {
+        /// The name.
+        name: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second file.
+        second: PathBuf,
+    },
+    /// No experiment file declares the name asked for.
+    #[error("unknown experiment `{name}`; available: {available}, tour (files in {dir})")]
+    UnknownExperiment {
+        /// The name asked for.
+        name: String,
+        /// The directory of experiment files.
+        dir: PathBuf,
+        /// The experiments that can run, comma-separated.
+        available: String,
     },
     /// The file is not valid TOML or lacks a required section.
     #[error("experiment file {path} is invalid: {message}")]
@@ -235,6 +276,7 @@ impl ExperimentFile {
         }
         let mut meta = take_table(&mut root, "experiment").map_err(&parse_err)?;
         let name = take_string(&mut meta, "experiment.name").map_err(&parse_err)?;
+        check_name("experiment.name", &name).map_err(&parse_err)?;
         let description = take_string(&mut meta, "experiment.description").map_err(&parse_err)?;
         let default_preset = match meta.remove("default_preset") {
             None => "smoke".to_string(),
@@ -268,6 +310,7 @@ impl ExperimentFile {
                 return Err(parse_err("`presets` must be a table of presets".into()));
             };
             for (preset_name, value) in table {
+                check_name("[presets] name", &preset_name).map_err(&parse_err)?;
                 let Value::Table(mut preset) = value else {
                     return Err(parse_err(format!("`presets.{preset_name}` must be a table")));
                 };
@@ -288,6 +331,7 @@ impl ExperimentFile {
                 presets.insert(preset_name, Preset { description, config });
             }
         }
+        check_name("experiment.default_preset", &default_preset).map_err(&parse_err)?;
         if !presets.contains_key(&default_preset) && !presets.is_empty() {
             return Err(parse_err(format!(
                 "default preset `{default_preset}` is not defined under [presets]"
@@ -534,6 +578,15 @@ mod tests {
             ExperimentFile::parse("[experiment]\nname='a'\ndescription='b'\n[config]\n[extra]\n", "z.toml")
                 .unwrap_err();
         assert!(e.to_string().contains("`extra`"), "{e}");
+        let e = ExperimentFile::parse("[experiment]\nname='../../x'\ndescription='b'\n[config]\n", "n.toml")
+            .unwrap_err();
+        assert!(e.to_string().contains("n.toml") && e.to_string().contains("`experiment.name`"), "{e}");
+        let e = ExperimentFile::parse(
+            "[experiment]\nname='a'\ndescription='b'\n[config]\n[presets.'/tmp']\ndescription='x'\n",
+            "p.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`/tmp`"), "{e}");
         let e = ExperimentFile::load(Path::new("/nonexistent/exp.toml")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/exp.toml"), "{e}");
     }

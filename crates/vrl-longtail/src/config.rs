@@ -13,6 +13,7 @@ use crate::counterfactual::CounterfactualKind;
 #[serde(deny_unknown_fields)]
 pub struct LongtailConfig {
     /// Seed for initialisation, subsampling, sampling and every random draw.
+    #[serde(with = "vrl_config::seed")]
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,

@@ -87,14 +87,41 @@ fn validate(cfg: &LongtailConfig) -> anyhow::Result<()> {
     if !matches!(cfg.stage2.train.as_str(), "head" | "all") {
         return Err(invalid("stage2.train", format!("expected `head` or `all`, got `{}`", cfg.stage2.train)));
     }
-    for (key, v) in [
-        ("train.epochs", cfg.train.epochs as f64),
-        ("train.batch_size", cfg.train.batch_size as f64),
-        ("train.eval_batch_size", cfg.train.eval_batch_size as f64),
-        ("calibration.samples", cfg.calibration.samples as f64),
-    ] {
-        if v <= 0.0 {
-            return Err(invalid(key, format!("must be positive, got {v}")));
+    check_integers(cfg)
+}
+
+/// Every count, size and interval in its range, so that none can overflow what it multiplies.
+fn check_integers(cfg: &LongtailConfig) -> anyhow::Result<()> {
+    use vrl_config::{
+        MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_IMAGE_SIZE, MAX_SAMPLES, MAX_SIZE, check_ranges,
+    };
+    let (d, t) = (&cfg.data, &cfg.train);
+    check_ranges(
+        "longtail",
+        &[
+            ("data.image_size", d.image_size as u64, 0..=MAX_IMAGE_SIZE),
+            ("data.n_max", d.n_max as u64, 0..=MAX_EXAMPLES),
+            ("data.test_per_class", d.test_per_class as u64, 0..=MAX_EXAMPLES),
+            ("train.epochs", t.epochs, 1..=MAX_EPOCHS),
+            ("train.batch_size", t.batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("train.eval_batch_size", t.eval_batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("stage2.epochs", cfg.stage2.epochs, 0..=MAX_EPOCHS),
+            ("calibration.samples", cfg.calibration.samples as u64, 1..=MAX_SAMPLES),
+            ("eval.many_above", cfg.eval.many_above as u64, 0..=MAX_EXAMPLES),
+            ("eval.few_below", cfg.eval.few_below as u64, 0..=MAX_EXAMPLES),
+        ],
+    )?;
+    let size = 1..=MAX_SIZE as i64;
+    if cfg.methods.iter().any(|m| m == "tde") {
+        check_ranges("longtail", &[("tde.num_heads", cfg.tde.num_heads, size.clone())])?;
+    }
+    if cfg.methods.iter().any(|m| m == "causal") || !cfg.ablations.is_empty() {
+        for (key, dict) in
+            [("causal.patch.size", &cfg.causal.patch), ("causal.global.size", &cfg.causal.global)]
+        {
+            if dict.enabled {
+                check_ranges("longtail", &[(key, dict.size, size.clone())])?;
+            }
         }
     }
     Ok(())
@@ -234,7 +261,7 @@ fn build(
     [c, h, w]: [usize; 3],
     num_classes: usize,
 ) -> anyhow::Result<(nn::VarStore, CausalVit)> {
-    tch::manual_seed(cfg.seed as i64);
+    tch::manual_seed(vrl_config::seed::to_torch(cfg.seed));
     let vs = nn::VarStore::new(device);
     let vit = VisionTransformer::named(&vs.root(), &cfg.model.name, &cfg.model.args)
         .with_context(|| format!("model `{}`", cfg.model.name))?;
@@ -321,7 +348,8 @@ fn train_stage(
     let n = train.label_vec.len();
     let bs = cfg.train.batch_size;
     let per_epoch = n.div_ceil(bs) as u64;
-    let total = per_epoch * epochs;
+    let key = if stage == 1 { "train.epochs" } else { "stage2.epochs" };
+    let total = vrl_config::total_steps("longtail", key, per_epoch, epochs)?;
     let mut step = 0u64;
     for epoch in 0..epochs {
         let order = sampler.epoch_indices(&train.label_vec, epoch as usize, cfg.seed ^ (stage << 32), n)?;
@@ -834,5 +862,35 @@ mod tests {
         assert!(check(r#"data.dataset="svhn""#).contains("unknown data set `svhn`"));
         let e = file.resolve::<LongtailConfig>(Some("smoke"), &[Override::parse("causal.typo=1").unwrap()]);
         assert!(e.unwrap_err().to_string().contains("typo"));
+    }
+
+    #[test]
+    fn integers_out_of_range_are_named_with_their_range() {
+        let file = file();
+        let check = |o: &str| {
+            let r = file.resolve::<LongtailConfig>(Some("smoke"), &[Override::parse(o).unwrap()]).unwrap();
+            validate(&r.config).map_err(|e| e.to_string())
+        };
+        for (set, key) in [
+            ("train.epochs=922337203685477581", "`train.epochs`"),
+            ("train.epochs=0", "`train.epochs`"),
+            ("stage2.epochs=1000001", "`stage2.epochs`"),
+            ("train.batch_size=1048577", "`train.batch_size`"),
+            ("data.image_size=100000", "`data.image_size`"),
+            ("data.n_max=1099511627777", "`data.n_max`"),
+            ("calibration.samples=4294967296", "`calibration.samples`"),
+            ("tde.num_heads=-1", "`tde.num_heads`"),
+            ("causal.patch.size=9223372036854775807", "`causal.patch.size`"),
+        ] {
+            let e = check(set).unwrap_err();
+            assert!(e.contains(key) && e.contains("must be an integer from"), "{set}: {e}");
+        }
+        check("seed=18446744073709551615").unwrap();
+        check("stage2.epochs=0").unwrap();
+        let r = file.resolve::<LongtailConfig>(
+            Some("smoke"),
+            &[Override::parse("seed=18446744073709551615").unwrap()],
+        );
+        assert_eq!(r.unwrap().config.seed, u64::MAX);
     }
 }

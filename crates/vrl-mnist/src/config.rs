@@ -10,6 +10,7 @@ use vrl_train::Precision;
 #[serde(deny_unknown_fields)]
 pub struct MnistConfig {
     /// Seed for initialisation, shuffling and every random draw.
+    #[serde(with = "vrl_config::seed")]
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,

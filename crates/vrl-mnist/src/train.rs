@@ -86,25 +86,29 @@ pub fn run(
 }
 
 fn validate(cfg: &MnistConfig) -> anyhow::Result<()> {
+    use vrl_config::{MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_STEPS};
     let t = &cfg.train;
-    let positive = [
-        ("train.epochs", t.epochs as f64),
-        ("train.batch_size", t.batch_size as f64),
-        ("train.eval_batch_size", t.eval_batch_size as f64),
-        ("train.log_every", t.log_every as f64),
-        ("train.checkpoint_every", t.checkpoint_every as f64),
-        ("train.divergence_factor", t.divergence_factor),
-    ];
-    for (key, v) in positive {
-        anyhow::ensure!(
-            v > 0.0 && v.is_finite(),
-            vrl_config::ConfigError::Invalid {
-                experiment: "mnist".into(),
-                key: key.into(),
-                message: format!("must be positive, got {v}"),
-            }
-        );
-    }
+    vrl_config::check_ranges(
+        "mnist",
+        &[
+            ("data.train_limit", cfg.data.train_limit as u64, 0..=MAX_EXAMPLES),
+            ("data.test_limit", cfg.data.test_limit as u64, 0..=MAX_EXAMPLES),
+            ("train.epochs", t.epochs, 1..=MAX_EPOCHS),
+            ("train.batch_size", t.batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("train.eval_batch_size", t.eval_batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("train.log_every", t.log_every, 1..=MAX_STEPS),
+            ("train.checkpoint_every", t.checkpoint_every, 1..=MAX_STEPS),
+        ],
+    )?;
+    let v = t.divergence_factor;
+    anyhow::ensure!(
+        v > 0.0 && v.is_finite(),
+        vrl_config::ConfigError::Invalid {
+            experiment: "mnist".into(),
+            key: "train.divergence_factor".into(),
+            message: format!("must be positive, got {v}"),
+        }
+    );
     anyhow::ensure!(
         !cfg.optimizers.is_empty(),
         vrl_config::ConfigError::Invalid {
@@ -131,12 +135,12 @@ fn train_one(
     let ckpt_dir = dir.join("checkpoints");
     std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
     // Same initialisation for every optimizer.
-    tch::manual_seed(cfg.seed as i64);
+    tch::manual_seed(vrl_config::seed::to_torch(cfg.seed));
     let mut ts = TrainStep::new(&cfg.model.name, &cfg.model.args, &opt.name, &opt.hparams, device)
         .with_context(|| format!("setting up optimizer `{label}`"))?
         .with_precision(cfg.precision);
     let per_epoch = train.num_batches(t.batch_size) as u64;
-    let total = per_epoch * t.epochs;
+    let total = vrl_config::total_steps("mnist", "train.epochs", per_epoch, t.epochs)?;
     let base_lr = opt.lr();
 
     let mut state = LoopState { window_loss: 0.0, window_correct: 0, window_seen: 0, first_loss: None };
@@ -347,4 +351,39 @@ fn finish(
     report.write(&run.path().join("report.md"))?;
     run.write_results(&results)?;
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use vrl_config::Override;
+
+    use super::*;
+
+    fn resolve(set: &str) -> MnistConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/mnist.toml");
+        let file = ExperimentFile::load(&path).unwrap();
+        file.resolve::<MnistConfig>(None, &[Override::parse(set).unwrap()]).unwrap().config
+    }
+
+    #[test]
+    fn integers_out_of_range_are_named_with_their_range() {
+        for (set, key) in [
+            ("train.epochs=922337203685477581", "`train.epochs`"),
+            ("train.epochs=0", "`train.epochs`"),
+            ("train.batch_size=0", "`train.batch_size`"),
+            ("train.eval_batch_size=1048577", "`train.eval_batch_size`"),
+            ("train.log_every=1099511627777", "`train.log_every`"),
+            ("train.checkpoint_every=0", "`train.checkpoint_every`"),
+            ("data.train_limit=1099511627777", "`data.train_limit`"),
+        ] {
+            let e = validate(&resolve(set)).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("must be an integer from"), "{set}: {e}");
+        }
+        let e = validate(&resolve("train.divergence_factor=0")).unwrap_err().to_string();
+        assert!(e.contains("`train.divergence_factor`"), "{e}");
+        for preset_like in ["train.epochs=10", "train.batch_size=128", "seed=18446744073709551615"] {
+            validate(&resolve(preset_like)).unwrap();
+        }
+        assert_eq!(resolve("seed=18446744073709551615").seed, u64::MAX);
+    }
 }

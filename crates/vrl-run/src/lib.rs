@@ -55,11 +55,25 @@ pub enum RunError {
     /// The run directory exists with a different configuration.
     #[error(
         "run directory {path} holds a run with a different configuration (the experiment file changed?); \
-         pass --fresh to start it over"
+         pass --fresh to move it aside and start over"
     )]
     ConfigChanged {
         /// The run directory.
         path: PathBuf,
+    },
+    /// An experiment name or run id is not a plain name, so it cannot become a directory.
+    #[error("{0}")]
+    BadName(String),
+    /// `--fresh` found something at the run's path that vrl did not create, and left it alone.
+    #[error(
+        "{path} is not a run directory that vrl created ({why}); --fresh moves only vrl's own runs aside, \
+         so move or remove it yourself"
+    )]
+    NotARun {
+        /// The path.
+        path: PathBuf,
+        /// What is there instead.
+        why: &'static str,
     },
     /// A file could not be written.
     #[error(transparent)]
@@ -130,8 +144,12 @@ pub struct RunDir {
 
 impl RunDir {
     /// Opens (or creates) `root/<experiment>/<run_id>/`, writes `config.toml` and points
-    /// `root/<experiment>/latest` at it. With `fresh`, an existing run directory is removed first.
-    /// An existing run whose `config.toml` differs from `config_toml` is an error.
+    /// `root/<experiment>/latest` at it. With `fresh`, an existing run directory is moved aside to
+    /// `<run_id>.bak-<unix seconds>` first (see [`move_aside`]). An existing run whose `config.toml`
+    /// differs from `config_toml` is an error.
+    ///
+    /// `experiment` and `run_id` must be plain names ([`vrl_config::check_name`]), so that the run
+    /// stays inside `root`; they are checked before anything is created.
     pub fn open(
         root: &Path,
         experiment: &str,
@@ -139,10 +157,12 @@ impl RunDir {
         config_toml: &str,
         fresh: bool,
     ) -> Result<Self, RunError> {
+        vrl_config::check_name("experiment name", experiment).map_err(RunError::BadName)?;
+        vrl_config::check_name("run id", run_id).map_err(RunError::BadName)?;
         let exp_dir = root.join(experiment);
         let dir = exp_dir.join(run_id);
-        if fresh && dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_err("cannot remove", &dir))?;
+        if fresh {
+            move_aside(&dir)?;
         }
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(io_err("cannot create", &dir))?;
         let config_path = dir.join("config.toml");
@@ -201,6 +221,50 @@ impl RunDir {
     }
 }
 
+/// Moves the run directory `dir`, if there is one, to `<dir>.bak-<unix seconds>` (with `-2`, `-3`, …
+/// when that exists) and returns where it went. Only a real directory that vrl created is moved: one
+/// holding `config.toml`, or nothing but an empty `checkpoints/` (a run killed while it was being
+/// created); a link, a file or another directory is left alone and is an error.
+pub fn move_aside(dir: &Path) -> Result<Option<PathBuf>, RunError> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("cannot inspect", dir)(e)),
+    };
+    let not_a_run = |why| RunError::NotARun { path: dir.to_path_buf(), why };
+    if meta.file_type().is_symlink() {
+        return Err(not_a_run("a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(not_a_run("a file"));
+    }
+    if !dir.join("config.toml").is_file() && !is_bare_run(dir)? {
+        return Err(not_a_run("a directory without vrl's config.toml"));
+    }
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mut target = dir.with_file_name(format!("{name}.bak-{secs}"));
+    for n in 2.. {
+        if std::fs::symlink_metadata(&target).is_err() {
+            break;
+        }
+        target = dir.with_file_name(format!("{name}.bak-{secs}-{n}"));
+    }
+    std::fs::rename(dir, &target).map_err(io_err("cannot move aside", dir))?;
+    tracing::info!("--fresh: moved the old run to {}", target.display());
+    Ok(Some(target))
+}
+
+/// Whether `dir` holds nothing but an empty `checkpoints/`.
+fn is_bare_run(dir: &Path) -> Result<bool, RunError> {
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io_err("cannot read", dir))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    let empty = |p: &Path| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none());
+    Ok(names.is_empty() || (names == ["checkpoints"] && empty(&dir.join("checkpoints"))))
+}
+
 /// Points `exp_dir/latest` at `run_id` (a relative symbolic link, replaced atomically).
 pub fn update_latest(exp_dir: &Path, run_id: &str) -> Result<(), RunError> {
     let link = exp_dir.join("latest");
@@ -234,8 +298,55 @@ mod tests {
         );
         let fresh = RunDir::open(root.path(), "e", "smoke", "a = 2\n", true).unwrap();
         assert_eq!(fresh.state(), RunState::New);
+        let backups: Vec<_> = std::fs::read_dir(root.path().join("e"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("smoke.bak-"))
+            .collect();
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        let kept = root.path().join("e").join(&backups[0]);
+        assert!(kept.join("results.json").is_file(), "--fresh keeps the old run");
         RunDir::open(root.path(), "e", "other", "a = 1\n", false).unwrap();
         let latest = std::fs::read_link(root.path().join("e/latest")).unwrap();
         assert_eq!(latest, PathBuf::from("other"));
+    }
+
+    #[test]
+    fn names_that_leave_the_runs_directory_are_refused_before_anything_is_created() {
+        let root = tempfile::tempdir().unwrap();
+        for (exp, id) in
+            [("../../x", "smoke"), ("/some/dir", "smoke"), ("e", "../x"), ("e", ".hidden"), ("", "s")]
+        {
+            let e = RunDir::open(root.path(), exp, id, "a = 1\n", true).unwrap_err();
+            assert!(matches!(e, RunError::BadName(_)), "{e}");
+        }
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn fresh_moves_only_what_vrl_created() {
+        let root = tempfile::tempdir().unwrap();
+        let exp = root.path().join("e");
+        std::fs::create_dir_all(exp.join("foreign")).unwrap();
+        std::fs::write(exp.join("foreign/data.txt"), b"keep me").unwrap();
+        let e = RunDir::open(root.path(), "e", "foreign", "a = 1\n", true).unwrap_err();
+        assert!(e.to_string().contains("not a run directory that vrl created"), "{e}");
+        assert_eq!(std::fs::read(exp.join("foreign/data.txt")).unwrap(), b"keep me");
+
+        std::fs::write(exp.join("file"), b"x").unwrap();
+        assert!(matches!(move_aside(&exp.join("file")), Err(RunError::NotARun { why: "a file", .. })));
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            std::fs::write(outside.path().join("config.toml"), b"").unwrap();
+            std::os::unix::fs::symlink(outside.path(), exp.join("link")).unwrap();
+            let e = RunDir::open(root.path(), "e", "link", "a = 1\n", true).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert!(outside.path().join("config.toml").is_file());
+        }
+        std::fs::create_dir_all(exp.join("bare/checkpoints")).unwrap();
+        let moved = move_aside(&exp.join("bare")).unwrap().unwrap();
+        assert!(moved.join("checkpoints").is_dir() && !exp.join("bare").exists());
+        assert_eq!(move_aside(&exp.join("absent")).unwrap(), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The experiment's configuration (`experiments/vae.toml`).
 
 use serde::{Deserialize, Serialize};
-use vrl_config::ConfigError;
+use vrl_config::{ConfigError, MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SIZE, MAX_STEPS};
 use vrl_disentangle::{
     BetaVaeSettings, DciSettings, FactorVaeSettings, MigSettings, ModularitySettings, SapSettings,
 };
@@ -13,6 +13,7 @@ use vrl_vae::{Estimator, Objective};
 #[serde(deny_unknown_fields)]
 pub struct VaeStudyConfig {
     /// Seed for initialisation, minibatches, posterior samples and every metric's draws.
+    #[serde(with = "vrl_config::seed")]
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
@@ -111,6 +112,29 @@ pub struct TraversalConfig {
     pub range: f64,
 }
 
+impl MetricsConfig {
+    /// The sample counts and batch sizes of the FactorVAE and β-VAE scores in their ranges (their
+    /// lower bounds are the scores' own), checked before training rather than after it.
+    fn check_integers(&self) -> Result<(), ConfigError> {
+        let (f, b) = (&self.factor_vae, &self.beta_vae);
+        let (samples, batch) = (MAX_SAMPLES as usize, MAX_BATCH_SIZE as usize);
+        vrl_config::check_ranges(
+            "vae",
+            &[
+                ("metrics.factor_vae.batch_size", f.batch_size, 2..=batch),
+                ("metrics.factor_vae.num_train", f.num_train, 1..=samples),
+                ("metrics.factor_vae.num_eval", f.num_eval, 1..=samples),
+                ("metrics.factor_vae.num_variance_estimate", f.num_variance_estimate, 2..=samples),
+                ("metrics.factor_vae.max_encode_batch", f.max_encode_batch, 0..=batch),
+                ("metrics.beta_vae.batch_size", b.batch_size, 1..=batch),
+                ("metrics.beta_vae.num_train", b.num_train, 2..=samples),
+                ("metrics.beta_vae.num_eval", b.num_eval, 1..=samples),
+                ("metrics.beta_vae.max_encode_batch", b.max_encode_batch, 0..=batch),
+            ],
+        )
+    }
+}
+
 fn invalid(key: &str, message: String) -> anyhow::Error {
     ConfigError::Invalid { experiment: "vae".into(), key: key.into(), message }.into()
 }
@@ -123,19 +147,18 @@ impl VaeStudyConfig {
     /// A [`ConfigError::Invalid`] naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         let t = &self.train;
-        for (key, v) in [
-            ("model.latent_dim", self.model.latent_dim as u64),
-            ("train.steps", t.steps),
-            ("train.batch_size", t.batch_size as u64),
-            ("train.log_every", t.log_every),
-            ("train.checkpoint_every", t.checkpoint_every),
-            ("metrics.num_points", self.metrics.num_points as u64),
-            ("metrics.traversal.steps", self.metrics.traversal.steps as u64),
-        ] {
-            if v == 0 {
-                return Err(invalid(key, "must be positive, got 0".into()));
-            }
-        }
+        vrl_config::check_ranges(
+            "vae",
+            &[
+                ("model.latent_dim", self.model.latent_dim as u64, 1..=MAX_SIZE),
+                ("train.steps", t.steps, 1..=MAX_STEPS),
+                ("train.log_every", t.log_every, 1..=MAX_STEPS),
+                ("train.checkpoint_every", t.checkpoint_every, 1..=MAX_STEPS),
+                ("metrics.num_points", self.metrics.num_points as u64, 1..=MAX_SAMPLES),
+                ("metrics.traversal.steps", self.metrics.traversal.steps as u64, 1..=MAX_SIZE),
+            ],
+        )?;
+        self.metrics.check_integers()?;
         if t.batch_size < 2 {
             return Err(invalid(
                 "train.batch_size",
@@ -234,5 +257,44 @@ impl vrl_train::StudySettings for VaeStudyConfig {
 
     fn device(&self) -> &str {
         &self.device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use vrl_config::{ExperimentFile, Override};
+
+    use super::*;
+
+    fn resolve(set: &str) -> VaeStudyConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/vae.toml");
+        let file = ExperimentFile::load(&path).unwrap();
+        file.resolve::<VaeStudyConfig>(None, &[Override::parse(set).unwrap()]).unwrap().config
+    }
+
+    #[test]
+    fn integers_out_of_range_are_named_with_their_range() {
+        for (set, key) in [
+            ("train.steps=1099511627777", "`train.steps`"),
+            ("train.steps=0", "`train.steps`"),
+            ("train.log_every=0", "`train.log_every`"),
+            ("train.checkpoint_every=9223372036854775807", "`train.checkpoint_every`"),
+            ("model.latent_dim=65537", "`model.latent_dim`"),
+            ("metrics.num_points=4294967296", "`metrics.num_points`"),
+            ("metrics.traversal.steps=1000000", "`metrics.traversal.steps`"),
+            ("metrics.factor_vae.num_train=4294967296", "`metrics.factor_vae.num_train`"),
+            ("metrics.beta_vae.batch_size=0", "`metrics.beta_vae.batch_size`"),
+        ] {
+            let e = resolve(set).validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("must be an integer from"), "{set}: {e}");
+        }
+        let e = resolve("train.batch_size=4294967296").validate().unwrap_err().to_string();
+        assert!(e.contains("`train.batch_size`"), "{e}");
+        resolve("train.steps=300000").validate().unwrap();
+        let c = resolve("seed=18446744073709551615");
+        c.validate().unwrap();
+        assert_eq!(c.seed, u64::MAX);
     }
 }

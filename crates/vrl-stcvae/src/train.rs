@@ -72,7 +72,7 @@ pub fn minibatch(seed: u64, step: u64, batch_size: usize) -> anyhow::Result<Tens
 
 /// The model of `cfg` on `device`, initialised from `cfg.seed` (the same for every objective).
 pub(crate) fn build_model(cfg: &VaeStudyConfig, device: Device) -> anyhow::Result<(ConvVae, nn::VarStore)> {
-    tch::manual_seed(cfg.seed as i64);
+    tch::manual_seed(vrl_config::seed::to_torch(cfg.seed));
     let vs = nn::VarStore::new(device);
     let config = ConvVaeConfig { in_chans: 1, latent_dim: cfg.model.latent_dim as i64 };
     let model = ConvVae::new(&vs.root(), config)?;

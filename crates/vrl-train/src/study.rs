@@ -93,9 +93,9 @@ pub enum Opened<C> {
 }
 
 /// What every single-process study does before its work: resolves `file` with the options' preset
-/// and overrides, checks the configuration with `check` and the device key, and opens the run
-/// directory (creating it, resuming it, or starting over with `fresh`); nothing is written before
-/// those checks pass. A run that had finished is read back and returned as [`Opened::Finished`];
+/// and overrides, checks the thread count (0 to [`vrl_config::MAX_THREADS`]), the configuration with
+/// `check` and the device key, and opens the run directory (creating it, resuming it, or starting
+/// over with `fresh`); nothing is written before those checks pass. A run that had finished is read back and returned as [`Opened::Finished`];
 /// otherwise the thread setting is applied and `meta.json` written.
 ///
 /// # Errors
@@ -109,6 +109,8 @@ pub fn open_study<C: DeserializeOwned + Serialize + StudySettings>(
     check: impl FnOnce(&C) -> anyhow::Result<()>,
 ) -> anyhow::Result<Opened<C>> {
     let resolved = file.resolve::<C>(opts.preset.as_deref(), &opts.overrides)?;
+    let threads = resolved.config.threads() as u64;
+    vrl_config::check_range(&file.name, "threads", threads, 0..=vrl_config::MAX_THREADS)?;
     check(&resolved.config)?;
     let device = crate::parse_device(resolved.config.device())?;
     let run_id = resolved.run_id();
@@ -130,12 +132,24 @@ pub fn open_study<C: DeserializeOwned + Serialize + StudySettings>(
 /// `0` means LibTorch's default as it was before any call here, not the current setting: in one
 /// process (the tour) a study that asks for one thread must not leave the next study, which asks for
 /// the default, on one thread too.
+///
+/// A count above [`vrl_config::MAX_THREADS`] (which validation refuses) is clamped to it, never
+/// wrapped into LibTorch's `i32`.
 pub fn configure_threads(threads: usize) -> usize {
     static DEFAULT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     let default = *DEFAULT.get_or_init(|| tch::get_num_threads().max(1));
-    let n = if threads > 0 { threads as i32 } else { default };
-    tch::set_num_threads(n);
+    tch::set_num_threads(thread_count(threads, default));
     tch::get_num_threads().max(1) as usize
+}
+
+/// The count [`configure_threads`] asks LibTorch for: `default` for 0, else `threads` clamped to
+/// [`vrl_config::MAX_THREADS`].
+fn thread_count(threads: usize, default: i32) -> i32 {
+    let cap = i32::try_from(vrl_config::MAX_THREADS).unwrap_or(i32::MAX);
+    match threads {
+        0 => default,
+        n => i32::try_from(n).map_or(cap, |n| n.min(cap)),
+    }
 }
 
 /// Metadata for `meta.json`: versions of vrl, tch, LibTorch and CUDA, and the device.
@@ -255,5 +269,19 @@ mod tests {
         assert!(format!("{err:#}").contains("tpu"), "{err:#}");
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
         configure_threads(0);
+    }
+
+    #[test]
+    fn a_thread_count_out_of_range_is_refused_before_the_run_and_never_wraps() {
+        let root = tempfile::tempdir().unwrap();
+        let opts = options(root.path(), &["threads=4294967296"]);
+        let err = open_study::<Demo>(&file(), &opts, "x", accept).unwrap_err();
+        assert!(err.is::<vrl_config::ConfigError>(), "{err:#}");
+        assert!(err.to_string().contains("`threads`") && err.to_string().contains("4294967296"), "{err}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        assert_eq!(thread_count(0, 7), 7);
+        assert_eq!(thread_count(3, 7), 3);
+        assert_eq!(thread_count(4_294_967_297, 7), 1024, "2³² + 1 would wrap to 1 as an i32");
+        assert_eq!(thread_count(usize::MAX, 7), 1024);
     }
 }

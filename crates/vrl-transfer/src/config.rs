@@ -13,6 +13,7 @@ use crate::LoraTarget;
 #[serde(deny_unknown_fields)]
 pub struct TransferConfig {
     /// Seed for initialisation, subsampling, batch order and masking.
+    #[serde(with = "vrl_config::seed")]
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,

@@ -207,6 +207,7 @@ pub fn validate(cfg: &TransferConfig) -> anyhow::Result<()> {
     if all_methods.is_empty() {
         return Err(invalid("methods", "no method to run".into()));
     }
+    check_integers(cfg)?;
     let uses = |prefix: &str| all_methods.iter().any(|m| m.starts_with(prefix));
     if (uses("vpt") || uses("bpt")) && s.num_prompts < 1 {
         return Err(invalid(
@@ -249,17 +250,9 @@ pub fn validate(cfg: &TransferConfig) -> anyhow::Result<()> {
             format!("must be positive, got {}", s.toast.pretune_lr),
         ));
     }
-    for (key, v) in [
-        ("tune.steps", cfg.tune.steps as f64),
-        ("tune.batch_size", cfg.tune.batch_size as f64),
-        ("tune.eval_every", cfg.tune.eval_every as f64),
-        ("tune.eval_batch_size", cfg.tune.eval_batch_size as f64),
-        ("burstiness.bins", cfg.burstiness.bins as f64),
-        ("burstiness.range", cfg.burstiness.range),
-    ] {
-        if v.is_nan() || v <= 0.0 {
-            return Err(invalid(key, format!("must be positive, got {v}")));
-        }
+    let r = cfg.burstiness.range;
+    if r.is_nan() || r <= 0.0 {
+        return Err(invalid("burstiness.range", format!("must be positive, got {r}")));
     }
     if cfg.burstiness.images == 1 || cfg.burstiness.images < 0 {
         return Err(invalid(
@@ -326,13 +319,66 @@ pub fn validate(cfg: &TransferConfig) -> anyhow::Result<()> {
             ));
         }
         for (key, run) in [("pretrain.supervised", &p.supervised), ("pretrain.mae", &p.mae.run)] {
-            if run.epochs == 0 || run.batch_size == 0 {
-                return Err(invalid(key, "epochs and batch_size must be positive".into()));
-            }
             peak_lr(&run.hparams, &format!("{key}.hparams.lr"))?;
         }
         mae_config(cfg, &vit).validate().context("pretrain.mae")?;
     }
+    Ok(())
+}
+
+/// Every count, size and interval in its range (pretraining's when a backbone is pretrained here, a
+/// method's when it runs), so that none can overflow what it multiplies.
+fn check_integers(cfg: &TransferConfig) -> anyhow::Result<()> {
+    use vrl_config::{
+        MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_SAMPLES, MAX_SIZE, MAX_STEPS, check_ranges,
+    };
+    let (d, t, s) = (&cfg.data, &cfg.tune, &cfg.settings);
+    check_ranges(
+        "transfer",
+        &[
+            ("data.train_images", d.train_images as u64, 0..=MAX_EXAMPLES),
+            ("data.test_images", d.test_images as u64, 0..=MAX_EXAMPLES),
+            ("tune.steps", t.steps, 1..=MAX_STEPS),
+            ("tune.batch_size", t.batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("tune.eval_every", t.eval_every, 1..=MAX_STEPS),
+            ("tune.eval_batch_size", t.eval_batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("settings.toast.pretune_steps", s.toast.pretune_steps, 0..=MAX_STEPS),
+            ("burstiness.bins", cfg.burstiness.bins as u64, 1..=MAX_SIZE),
+        ],
+    )?;
+    let (samples, size) = (MAX_SAMPLES as i64, MAX_SIZE as i64);
+    check_ranges("transfer", &[("burstiness.images", cfg.burstiness.images, 0..=samples)])?;
+    let uses =
+        |prefix: &str| cfg.backbones.iter().flat_map(|b| methods_of(cfg, b)).any(|m| m.starts_with(prefix));
+    if uses("vpt") || uses("bpt") {
+        check_ranges("transfer", &[("settings.num_prompts", s.num_prompts, 1..=size)])?;
+    }
+    if uses("bpt") {
+        check_ranges("transfer", &[("settings.whitening_images", s.whitening_images, 2..=samples)])?;
+    }
+    if cfg.backbones.iter().all(|b| b.source == "checkpoint") {
+        return Ok(());
+    }
+    let p = &cfg.pretrain;
+    check_ranges(
+        "transfer",
+        &[
+            ("pretrain.images", p.images as u64, 0..=MAX_EXAMPLES),
+            ("pretrain.test_images", p.test_images as u64, 0..=MAX_EXAMPLES),
+            ("pretrain.supervised.epochs", p.supervised.epochs, 1..=MAX_EPOCHS),
+            ("pretrain.supervised.batch_size", p.supervised.batch_size as u64, 1..=MAX_BATCH_SIZE),
+            ("pretrain.mae.epochs", p.mae.run.epochs, 1..=MAX_EPOCHS),
+            ("pretrain.mae.batch_size", p.mae.run.batch_size as u64, 1..=MAX_BATCH_SIZE),
+        ],
+    )?;
+    check_ranges(
+        "transfer",
+        &[
+            ("pretrain.mae.decoder_embed_dim", p.mae.decoder_embed_dim, 1..=size),
+            ("pretrain.mae.decoder_depth", p.mae.decoder_depth, 0..=size),
+            ("pretrain.mae.decoder_num_heads", p.mae.decoder_num_heads, 1..=size),
+        ],
+    )?;
     Ok(())
 }
 
@@ -507,7 +553,7 @@ fn pretrain(
     let mae = b.source == "mae";
     let run: &PretrainRun = if mae { &cfg.pretrain.mae.run } else { &cfg.pretrain.supervised };
     let stream = if mae { 20 } else { 10 };
-    tch::manual_seed((cfg.seed ^ stream) as i64);
+    tch::manual_seed(vrl_config::seed::to_torch(cfg.seed ^ stream));
     let vs = nn::VarStore::new(device);
     let (sup, mae_model) = if mae {
         (None, Some(MaskedAutoencoder::new(&vs.root(), mae_config(cfg, vit)).context("pretrain.mae")?))
@@ -523,7 +569,8 @@ fn pretrain(
     let base = peak_lr(&run.hparams, "pretrain.hparams.lr")?;
     let n = train.len();
     let per_epoch = n.div_ceil(run.batch_size) as u64;
-    let total = per_epoch * run.epochs;
+    let key = if mae { "pretrain.mae.epochs" } else { "pretrain.supervised.epochs" };
+    let total = vrl_config::total_steps("transfer", key, per_epoch, run.epochs)?;
     let patches = vit.grid_size() * vit.grid_size();
     let mut step = 0u64;
     let mut last = f64::NAN;
@@ -614,7 +661,7 @@ fn tune(
     stop: &StopSignal,
 ) -> anyhow::Result<Done<Value>> {
     let stream = cfg.seed ^ stream_of(name);
-    tch::manual_seed(stream as i64);
+    tch::manual_seed(vrl_config::seed::to_torch(stream));
     let method = method_of(name, cfg)?;
     let backbone = FrozenBackbone::from_safetensors(vit.clone(), device, checkpoint)
         .with_context(|| format!("loading backbone {}", checkpoint.display()))?;
@@ -1121,5 +1168,33 @@ mod tests {
         assert!(e.contains("checkpoint"), "{e}");
         let e = file.resolve::<TransferConfig>(Some("smoke"), &[Override::parse("tune.stepz=3").unwrap()]);
         assert!(e.unwrap_err().to_string().contains("stepz"));
+    }
+
+    #[test]
+    fn integers_out_of_range_are_named_with_their_range() {
+        let file = file();
+        let check = |o: &str| {
+            let r = file.resolve::<TransferConfig>(Some("smoke"), &[Override::parse(o).unwrap()]).unwrap();
+            validate(&r.config).map_err(|e| format!("{e:#}"))
+        };
+        for (set, key) in [
+            ("tune.steps=1099511627777", "`tune.steps`"),
+            ("tune.batch_size=0", "`tune.batch_size`"),
+            ("tune.eval_every=0", "`tune.eval_every`"),
+            ("settings.toast.pretune_steps=9223372036854775807", "`settings.toast.pretune_steps`"),
+            ("settings.num_prompts=9223372036854775807", "`settings.num_prompts`"),
+            ("settings.whitening_images=-1", "`settings.whitening_images`"),
+            ("burstiness.images=-5", "`burstiness.images`"),
+            ("burstiness.bins=4294967296", "`burstiness.bins`"),
+            ("data.train_images=1099511627777", "`data.train_images`"),
+            ("pretrain.supervised.epochs=922337203685477581", "`pretrain.supervised.epochs`"),
+            ("pretrain.mae.batch_size=0", "`pretrain.mae.batch_size`"),
+            ("pretrain.mae.decoder_depth=-1", "`pretrain.mae.decoder_depth`"),
+        ] {
+            let e = check(set).unwrap_err();
+            assert!(e.contains(key) && e.contains("must be an integer from"), "{set}: {e}");
+        }
+        check("seed=18446744073709551615").unwrap();
+        check("settings.toast.pretune_steps=0").unwrap();
     }
 }
