@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::Value;
-use vrl_config::{ExperimentFile, Override};
+use vrl_config::{Catalog, ExperimentFile, Override};
 use vrl_run::{Report, RunDir};
 use vrl_train::{EXIT_INTERRUPTED, Outcome, RunOptions, StopSignal};
 
@@ -70,9 +70,9 @@ enum Backend {
 
 pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let dir = args.experiments_dir.clone().unwrap_or_else(crate::default_experiments_dir);
-    let files = load_all(&dir)?;
+    let catalog = Catalog::load(&dir)?;
     let Some(name) = args.name.as_deref() else {
-        list(&files, &dir);
+        list(&catalog);
         return Ok(ExitCode::SUCCESS);
     };
     let mut overrides = args.set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
@@ -82,15 +82,9 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let stop = StopSignal::install().context("installing signal handlers")?;
     let command: Vec<String> = std::env::args().collect();
     if name == "tour" {
-        return tour(&files, &args, &stop, &command);
+        return tour(&catalog, &args, &stop, &command);
     }
-    let file = files.iter().find(|f| f.name == name).ok_or_else(|| {
-        UserError(format!(
-            "unknown experiment `{name}`; available: {}, tour (files in {})",
-            files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
-            dir.display()
-        ))
-    })?;
+    let file = catalog.get(name)?;
     let slurm = args.backend == Backend::Slurm;
     let grid_flags =
         args.workers.is_some() || args.fail_fast || args.grid_worker || slurm || args.status || args.finalize;
@@ -214,24 +208,9 @@ fn headline(results: &Value) -> Value {
         .unwrap_or_else(|| results.clone())
 }
 
-fn load_all(dir: &Path) -> anyhow::Result<Vec<ExperimentFile>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| UserError(format!("cannot read experiments directory {}: {e}", dir.display())))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    let mut files = Vec::new();
-    for p in paths {
-        files.push(ExperimentFile::load(&p)?);
-    }
-    Ok(files)
-}
-
-fn list(files: &[ExperimentFile], dir: &Path) {
-    println!("experiments in {}:", dir.display());
-    for f in files {
+fn list(catalog: &Catalog) {
+    println!("experiments in {}:", catalog.dir.display());
+    for f in &catalog.files {
         println!("  {:<12} {}", f.name, f.description);
         for (name, p) in &f.presets {
             let default = if *name == f.default_preset { " (default)" } else { "" };
@@ -239,17 +218,32 @@ fn list(files: &[ExperimentFile], dir: &Path) {
         }
     }
     println!("  {:<12} the smoke preset of every experiment, with one report", "tour");
+    if !catalog.problems.is_empty() {
+        println!("\nfiles that cannot be used (fix them to run them; the others are unaffected):");
+        for p in &catalog.problems {
+            println!("  {}: {}", p.path.display(), p.error);
+        }
+    }
     println!("\nrun one with: vrl experiment NAME [--preset P] [--set key=value]...");
 }
 
 fn tour(
-    files: &[ExperimentFile],
+    catalog: &Catalog,
     args: &ExperimentArgs,
     stop: &StopSignal,
     command: &[String],
 ) -> anyhow::Result<ExitCode> {
+    if !catalog.problems.is_empty() {
+        let lines: Vec<String> =
+            catalog.problems.iter().map(|p| format!("  {}: {}", p.path.display(), p.error)).collect();
+        return Err(UserError(format!(
+            "the tour runs every experiment, and these files cannot be used:\n{}",
+            lines.join("\n")
+        ))
+        .into());
+    }
     let mut rows = Vec::new();
-    for file in files.iter().filter(|f| f.presets.contains_key("smoke")) {
+    for file in catalog.files.iter().filter(|f| f.presets.contains_key("smoke")) {
         eprintln!("==> tour: {} (smoke)", file.name);
         let opts = RunOptions {
             runs_dir: args.runs_dir.clone(),

@@ -1,7 +1,8 @@
 //! `vrl`: run experiments, check the installation, benchmark.
 //!
-//! Exit status: 0 done; 2 bad input (unknown key, bad value, missing or corrupt data, unknown name),
-//! with a one-paragraph message; 75 stopped by a signal after saving a checkpoint (run the same
+//! Exit status: 0 done; 2 bad input (unknown key, bad value, missing or corrupt data, unknown name,
+//! a shape, dtype or device that LibTorch refuses), with a one-paragraph message and no C++ trace
+//! (`RUST_BACKTRACE=1` shows it); 75 stopped by a signal after saving a checkpoint (run the same
 //! command again to resume); 1 any other failure.
 
 mod bench;
@@ -80,11 +81,19 @@ fn is_user_error(err: &anyhow::Error) -> bool {
             || e.is::<vrl_cache::CacheError>()
             || e.is::<vrl_models::ModelError>()
             || e.is::<vrl_train::DeviceError>()
+            || e.downcast_ref::<vrl_train::TorchError>().is_some_and(|t| !t.is_out_of_memory())
             || matches!(
                 e.downcast_ref::<vrl_optim::OptimError>(),
                 Some(vrl_optim::OptimError::Unknown { .. } | vrl_optim::OptimError::HParam { .. })
             )
-            || matches!(e.downcast_ref::<vrl_run::RunError>(), Some(vrl_run::RunError::ConfigChanged { .. }))
+            || matches!(
+                e.downcast_ref::<vrl_run::RunError>(),
+                Some(
+                    vrl_run::RunError::ConfigChanged { .. }
+                        | vrl_run::RunError::BadName(_)
+                        | vrl_run::RunError::NotARun { .. }
+                )
+            )
             || e.is::<vrl_models::weights::WeightsError>()
             || e.is::<vrl_disentangle::MetricError>()
             || e.downcast_ref::<vrl_layerstats::LayerStatsError>()
@@ -95,6 +104,9 @@ fn is_user_error(err: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     malloc::tune_by_reexec();
     std::panic::set_hook(Box::new(|info| {
+        if vrl_train::quiet_panic(info) {
+            return;
+        }
         eprintln!(
             "error: internal error in vrl ({info}). This is a bug: please report it with the command you ran. \
              Set RUST_BACKTRACE=1 for a backtrace."
@@ -113,7 +125,23 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = vrl_train::catch_torch(|| dispatch(cli.command)).unwrap_or_else(|e| {
+        Err(anyhow::Error::from(e)
+            .context("LibTorch refused an operation (a shape, dtype or device that does not fit)"))
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let text = format!("{err:#}");
+            let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+            eprintln!("error: {}", if backtrace { text } else { vrl_train::strip_cpp_traces(&text) });
+            ExitCode::from(if is_user_error(&err) { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Doctor => doctor::run(),
         Command::Experiment(args) => experiments::run(args),
         Command::Bench(args) => bench::run(args),
@@ -121,13 +149,6 @@ fn main() -> ExitCode {
         Command::Optim { command } => optim::run(command),
         Command::Inspect { command } => inspect::run(command),
         Command::Metrics { command } => metrics::run(command),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(if is_user_error(&err) { 2 } else { 1 })
-        }
     }
 }
 

@@ -14,6 +14,8 @@
 //! * [`open_study`]: what a study does before its work (resolve the experiment file, check the
 //!   configuration, open or resume the run directory, read back a finished run, set threads and
 //!   device, write `meta.json`), for configurations that implement [`StudySettings`].
+//! * [`catch_torch`]: a LibTorch error (a shape, dtype or device that does not fit) as a
+//!   [`TorchError`] of one paragraph instead of a panic with C++'s trace.
 //!
 //! ```no_run
 //! use vrl_train::{StopSignal, parse_device};
@@ -34,6 +36,7 @@ mod precision;
 mod progress;
 mod signals;
 mod study;
+mod torch_error;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use device::{DeviceError, device_label, device_name, parse_device};
@@ -46,6 +49,7 @@ pub use signals::{EXIT_INTERRUPTED, StopSignal, fault_injection};
 pub use study::{
     Opened, Outcome, RunOptions, StudyRun, StudySettings, configure_threads, open_study, run_meta,
 };
+pub use torch_error::{TorchError, catch_torch, quiet_panic, strip_cpp_traces, summarize};
 
 /// Seeds LibTorch's global generator for `step` of a run with `seed`. Every random draw inside the
 /// step then depends on (seed, step) only.
