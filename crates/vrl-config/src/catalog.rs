@@ -73,7 +73,10 @@ impl Catalog {
                     });
                 }
                 Ok(f) => parsed.push(f),
-                Err(error) => problems.push(Problem { path, name: stem, error }),
+                Err(error) => {
+                    let name = declared_name(&path).unwrap_or(stem);
+                    problems.push(Problem { path, name, error });
+                }
             }
         }
         let files = drop_duplicates(parsed, &mut problems);
@@ -89,15 +92,23 @@ impl Catalog {
         if let Some(f) = self.files.iter().find(|f| f.name == name) {
             return Ok(f);
         }
-        if let Some(p) = self.problems.iter().find(|p| p.name == name) {
+        let stem = |p: &Problem| p.path.file_stem().is_some_and(|s| s.to_string_lossy() == name);
+        if let Some(p) = self.problems.iter().find(|p| p.name == name || stem(p)) {
             return Err(p.error.clone_message());
         }
         Err(ConfigError::UnknownExperiment {
             name: name.to_string(),
             dir: self.dir.clone(),
             available: self.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            unusable: self.problems.len(),
         })
     }
+}
+
+/// The `[experiment] name` of a file that could not be used, where its TOML can still be read.
+fn declared_name(path: &Path) -> Option<String> {
+    let table: toml::Table = std::fs::read_to_string(path).ok()?.parse().ok()?;
+    table.get("experiment")?.get("name")?.as_str().map(str::to_owned)
 }
 
 /// Keeps the files whose experiment name no other file declares; each clash becomes a problem of
@@ -177,7 +188,7 @@ mod tests {
         assert!(e.contains("bad.toml") && e.contains("invalid"), "{e}");
         assert!(c.get("tour").unwrap_err().to_string().contains("reserved"));
         let e = c.get("nope").unwrap_err().to_string();
-        assert!(e.contains("`nope`") && e.contains("available: good"), "{e}");
+        assert!(e.contains("`nope`") && e.contains("available: good") && e.contains("2 files"), "{e}");
         assert_eq!(c.problems.len(), 2);
     }
 

@@ -92,7 +92,10 @@ pub enum ConfigError {
         second: PathBuf,
     },
     /// No experiment file declares the name asked for.
-    #[error("unknown experiment `{name}`; available: {available}, tour (files in {dir})")]
+    #[error(
+        "unknown experiment `{name}`; available: {available}, tour (files in {dir}{})",
+        if *unusable > 0 { format!("; {unusable} files there cannot be used: `vrl experiment` lists them") } else { String::new() }
+    )]
     UnknownExperiment {
         /// The name asked for.
         name: String,
@@ -100,6 +103,8 @@ pub enum ConfigError {
         dir: PathBuf,
         /// The experiments that can run, comma-separated.
         available: String,
+        /// How many files in the directory cannot be used.
+        unusable: usize,
     },
     /// The file is not valid TOML or lacks a required section.
     #[error("experiment file {path} is invalid: {message}")]

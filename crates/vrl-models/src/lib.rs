@@ -70,6 +70,12 @@ pub enum ModelError {
     },
 }
 
+/// The largest size argument ([`ModelArgs::check_limits`]): 2¹⁶ classes, channels, pixels or blocks.
+pub const MAX_ARG: i64 = 1 << 16;
+
+/// The largest multiplier or ratio argument ([`ModelArgs::check_limits`]).
+pub const MAX_MULTIPLIER: f64 = 64.0;
+
 /// Model arguments with timm's names; `None` means the family's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -143,6 +149,48 @@ impl ModelArgs {
             }
         }
         Ok(())
+    }
+
+    /// [`ModelError::BadArgs`] naming the first argument above the largest value any model here can
+    /// use, so that a setting can never ask LibTorch for an absurd allocation or wrap an integer:
+    /// sizes (classes, channels, image side, patch and window side, each width, depth and head count)
+    /// at most [`MAX_ARG`], multipliers and ratios at most [`MAX_MULTIPLIER`]. [`create`] checks this
+    /// for every model; lower bounds are the families' own.
+    pub fn check_limits(&self, model: &str) -> Result<(), ModelError> {
+        let bad = |message: String| Err(ModelError::BadArgs { model: model.to_string(), message });
+        let lists = [("depths", &self.depths), ("widths", &self.widths), ("num_heads", &self.num_heads)];
+        let mut ints: Vec<(String, i64)> = [
+            ("num_classes", self.num_classes),
+            ("in_chans", self.in_chans),
+            ("img_size", self.img_size),
+            ("patch_size", self.patch_size),
+            ("window_size", self.window_size),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+        for (key, list) in lists {
+            for (i, &v) in list.iter().flatten().enumerate() {
+                ints.push((format!("{key}[{i}]"), v));
+            }
+            if list.as_ref().is_some_and(|l| l.len() > 64) {
+                return bad(format!("`{key}` has more than 64 entries"));
+            }
+        }
+        if let Some((key, v)) = ints.iter().find(|(_, v)| *v > MAX_ARG) {
+            return bad(format!("`{key}` must be at most {MAX_ARG}, got {v}"));
+        }
+        let floats = [
+            ("mlp_ratio", self.mlp_ratio),
+            ("width_multiplier", self.width_multiplier),
+            ("depth_multiplier", self.depth_multiplier),
+        ];
+        match floats.iter().find(|(_, v)| v.is_some_and(|v| !(v.is_finite() && v <= MAX_MULTIPLIER))) {
+            Some((key, Some(v))) => {
+                bad(format!("`{key}` must be a finite number at most {MAX_MULTIPLIER}, got {v}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`ModelError::BadArgs`] naming the first argument that is set but not among `supported`
@@ -400,6 +448,7 @@ pub fn create(name: &str, path: &nn::Path, args: &ModelArgs) -> Result<Box<dyn M
         name: name.to_string(),
         available: REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
     })?;
+    args.check_limits(name)?;
     (entry.build)(path, args)
 }
 
@@ -408,4 +457,24 @@ pub fn num_params(name: &str, args: &ModelArgs) -> Result<i64, ModelError> {
     let vs = nn::VarStore::new(tch::Device::Cpu);
     create(name, &vs.root(), args)?;
     Ok(vs.trainable_variables().iter().map(|t| t.numel() as i64).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_above_the_limits_are_refused_before_building() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        for (args, key) in [
+            (ModelArgs { widths: Some(vec![4, 1 << 40]), ..Default::default() }, "`widths[1]`"),
+            (ModelArgs { img_size: Some(i64::MAX), ..Default::default() }, "`img_size`"),
+            (ModelArgs { mlp_ratio: Some(f64::INFINITY), ..Default::default() }, "`mlp_ratio`"),
+            (ModelArgs { depths: Some(vec![1; 65]), ..Default::default() }, "`depths`"),
+        ] {
+            let e = create("resnet18", &vs.root(), &args).err().expect("refused").to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        assert!(vs.variables().is_empty());
+    }
 }
