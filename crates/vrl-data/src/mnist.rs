@@ -108,14 +108,38 @@ fn read_idx_maybe_gz(path: &Path, ndim: usize) -> Result<IdxArray, DataError> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let bad = |message: String| DataError::Format { path: path.to_path_buf(), message };
     if is_gzip(path) {
-        let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(bytes.as_slice())
-            .read_to_end(&mut raw)
-            .map_err(|e| bad(format!("cannot decompress gzip data: {e}")))?;
+        let raw = gunzip_idx(&bytes, ndim).map_err(bad)?;
         decode_idx(&raw, ndim).map_err(|m| bad(format!("{m} (offsets in the decompressed data)")))
     } else {
         decode_idx(&bytes, ndim).map_err(bad)
     }
+}
+
+/// The most an IDX file of these readers may hold once decompressed: 8 GiB, 170 times MNIST's
+/// training images.
+pub const MAX_IDX_BYTES: u64 = 8 << 30;
+
+/// Decompresses gzip data holding an IDX file of `ndim` dimensions, reading no more than its header
+/// says it holds (plus one byte, so that [`decode_idx`] sees trailing data) and refusing a header that
+/// claims more than [`MAX_IDX_BYTES`]: a small file cannot make the reader allocate without bound.
+fn gunzip_idx(gz: &[u8], ndim: usize) -> Result<Vec<u8>, String> {
+    let gzip_err = |e: std::io::Error| format!("cannot decompress gzip data: {e}");
+    let mut decoder = flate2::read::GzDecoder::new(gz);
+    let mut raw = Vec::new();
+    let header = 4 + 4 * ndim as u64;
+    (&mut decoder).take(header).read_to_end(&mut raw).map_err(gzip_err)?;
+    let claimed = (raw.len() as u64 == header)
+        .then(|| {
+            raw[4..].chunks(4).map(|d| u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))).product()
+        })
+        .unwrap_or(0u64);
+    if claimed > MAX_IDX_BYTES {
+        return Err(format!(
+            "its IDX header claims {claimed} bytes of data, more than the {MAX_IDX_BYTES} bytes these readers accept"
+        ));
+    }
+    decoder.take(claimed + 1).read_to_end(&mut raw).map_err(gzip_err)?;
+    Ok(raw)
 }
 
 fn load_split(dir: &Path, prefix: &str) -> Result<ImageSet, DataError> {
@@ -156,6 +180,30 @@ mod tests {
 
     fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
         std::fs::write(path, crate::encode_idx(dims, data)).unwrap();
+    }
+
+    fn gzip_bytes(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_without_decompressing_it() {
+        let huge = crate::encode_idx(&[u32::MAX, u32::MAX, 1], &[0; 64]);
+        let e = gunzip_idx(&gzip_bytes(&huge), 3).unwrap_err();
+        assert!(e.contains("claims 18446744065119617025 bytes"), "{e}");
+        // 64 MiB of zeros behind a header of 12 bytes: only 13 are decompressed, then decode_idx
+        // reports the trailing data.
+        let mut padded = crate::encode_idx(&[3, 2, 2], &[0; 12]);
+        padded.resize(padded.len() + (64 << 20), 0);
+        let raw = gunzip_idx(&gzip_bytes(&padded), 3).unwrap();
+        assert_eq!(raw.len(), 16 + 12 + 1);
+        assert!(decode_idx(&raw, 3).unwrap_err().contains("trailing"));
+        let ok = crate::encode_idx(&[3, 2, 2], &[7; 12]);
+        assert_eq!(gunzip_idx(&gzip_bytes(&ok), 3).unwrap(), ok);
+        assert!(gunzip_idx(b"not gzip", 3).unwrap_err().contains("gzip"));
     }
 
     #[test]
