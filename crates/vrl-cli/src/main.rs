@@ -104,7 +104,10 @@ fn is_user_error(err: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     malloc::tune_by_reexec();
     std::panic::set_hook(Box::new(|info| {
-        if vrl_train::quiet_panic(info) {
+        if vrl_train::caught_torch_panic(info) {
+            if backtrace_requested() {
+                eprintln!("LibTorch error, with its trace as RUST_BACKTRACE is set: {info}");
+            }
             return;
         }
         eprintln!(
@@ -133,11 +136,18 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let text = format!("{err:#}");
-            let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
-            eprintln!("error: {}", if backtrace { text } else { vrl_train::strip_cpp_traces(&text) });
+            eprintln!(
+                "error: {}",
+                if backtrace_requested() { text } else { vrl_train::strip_cpp_traces(&text) }
+            );
             ExitCode::from(if is_user_error(&err) { 2 } else { 1 })
         }
     }
+}
+
+/// Whether `RUST_BACKTRACE` asks for backtraces (and so for LibTorch's C++ traces too).
+fn backtrace_requested() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ndarray::{Array2, ArrayView2};
-use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement};
 use serde_json::{Value, json};
+use vrl_data::npy::{NpyArray, NpyError, decode_npy};
 use vrl_disentangle::{
     CodeKind, DciSettings, Discretization, GbtSettings, Importance, MigSettings, ModularitySettings,
     SapSettings, Strategy,
@@ -46,7 +46,8 @@ pub struct DisentanglementArgs {
     /// Write the JSON here (atomically) as well as to standard output.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// MIG and modularity: bins per code dimension.
+    /// MIG and modularity: bins per code dimension, from 2 to 100000 (each code dimension's bins
+    /// take memory whether or not any point falls in them).
     #[arg(long, default_value_t = 20)]
     bins: usize,
     /// MIG and modularity: where the bin edges go (histogram: equal width, as disentanglement_lib;
@@ -80,6 +81,9 @@ enum CodesAre {
 /// The metrics `vrl metrics disentanglement` computes, in output order.
 const METRICS: [&str; 4] = ["mig", "sap", "dci", "modularity"];
 
+/// The allowed range of `--bins`.
+const BINS: std::ops::RangeInclusive<usize> = 2..=100_000;
+
 pub fn run(command: MetricsCommand) -> anyhow::Result<ExitCode> {
     match command {
         MetricsCommand::Disentanglement(args) => disentanglement(&args),
@@ -88,6 +92,15 @@ pub fn run(command: MetricsCommand) -> anyhow::Result<ExitCode> {
 
 fn disentanglement(args: &DisentanglementArgs) -> anyhow::Result<ExitCode> {
     let wanted = metric_names(&args.metrics)?;
+    if !BINS.contains(&args.bins) {
+        return Err(UserError(format!(
+            "--bins {}: expected from {} to {} bins per code dimension",
+            args.bins,
+            BINS.start(),
+            BINS.end()
+        ))
+        .into());
+    }
     let codes = read_codes(&args.codes)?;
     let factors = read_factors(&args.factors)?;
     check_inputs(codes.view(), &args.codes, factors.view(), &args.factors)?;
@@ -221,105 +234,58 @@ fn input_error<'a>(
     }
 }
 
-/// The `.npy` file's bytes, or an error naming it.
-fn read_bytes(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| UserError(format!("cannot read the {what} file {}: {e}", path.display())).into())
+/// The 2-D array of the `.npy` file `path`, read with vrl's bounds-checked reader, or an error naming
+/// the file and what was expected.
+fn read_2d(path: &Path, what: &str, expected: &str) -> anyhow::Result<NpyArray> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| UserError(format!("cannot read the {what} file {}: {e}", path.display())))?;
+    let array = decode_npy(&bytes).map_err(|e| npy_error(path, what, expected, &e))?;
+    if array.shape.len() != 2 {
+        let why = format!("it is a {}-D array; expected {expected} (a 2-D array)", array.shape.len());
+        return Err(UserError(format!("{what} file {}: {why}", path.display())).into());
+    }
+    Ok(array)
 }
 
-/// Why `path` is not a 2-D array of the expected dtypes.
-fn npy_error(path: &Path, what: &str, expected: &str, e: &ReadNpyError) -> anyhow::Error {
+/// Why `path` is not an array of the expected dtypes.
+fn npy_error(path: &Path, what: &str, expected: &str, e: &NpyError) -> anyhow::Error {
     let why = match e {
-        ReadNpyError::WrongNdim(_, found) => {
-            format!("it is a {found}-D array; expected {expected} (a 2-D array)")
-        }
-        ReadNpyError::WrongDescriptor(descr) => {
-            format!("its dtype is {descr}; expected {expected}")
-        }
-        ReadNpyError::MissingData => {
-            format!("it is truncated (the data is shorter than its header says); expected {expected}")
-        }
-        ReadNpyError::ExtraBytes(n) => format!("it has {n} bytes after the data its header describes"),
-        ReadNpyError::ParseHeader(e) => format!("it is not a valid .npy file ({e})"),
-        ReadNpyError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "it is truncated (it ends inside its header)".to_string()
-        }
-        other => format!("cannot read it: {other}"),
+        NpyError::Dtype(descr) => format!("its dtype '{descr}' is not supported; expected {expected}"),
+        NpyError::WrongDtype { found, .. } => format!("its dtype is '{found}'; expected {expected}"),
+        other => other.to_string(),
     };
     UserError(format!("{what} file {}: {why}", path.display())).into()
 }
 
-/// Reads `.npy` bytes as a 2-D array of one element type, converted to `T`.
-type Reader<T> = fn(&[u8]) -> Result<Array2<T>, ReadNpyError>;
-
-/// A 2-D array of element type `T` from `.npy` bytes.
-fn read2<T: ReadableElement>(bytes: &[u8]) -> Result<Array2<T>, ReadNpyError> {
-    Array2::<T>::read_npy(bytes)
-}
-
-/// Reads `path` as the first of `readers` that matches its dtype; any other failure, or no match,
-/// is an error naming the file and what was expected.
-fn read_first<T>(
-    path: &Path,
-    what: &str,
-    expected: &str,
-    readers: &[Reader<T>],
-) -> anyhow::Result<Array2<T>> {
-    let bytes = read_bytes(path, what)?;
-    let mut last = None;
-    for read in readers {
-        match read(&bytes) {
-            Ok(a) => return Ok(a),
-            Err(e @ ReadNpyError::WrongDescriptor(_)) => last = Some(e),
-            Err(e) => return Err(npy_error(path, what, expected, &e)),
-        }
-    }
-    let e = last.unwrap_or(ReadNpyError::MissingData);
-    Err(npy_error(path, what, expected, &e))
+/// `data` as the 2-D array of `shape` (the reader checked that their sizes agree).
+fn array2<T>(shape: &[usize], data: Vec<T>) -> anyhow::Result<Array2<T>> {
+    Array2::from_shape_vec((shape[0], shape[1]), data).context("a .npy array does not fit its shape")
 }
 
 /// Codes `[N, D]` from a float32 or float64 `.npy` file, as `f64`.
 pub(crate) fn read_codes(path: &Path) -> anyhow::Result<Array2<f64>> {
-    read_first(
-        path,
-        "codes",
-        "codes [N, D] of float32 or float64",
-        &[read2::<f64>, |b| read2::<f32>(b).map(|a| a.mapv(f64::from))],
-    )
+    let expected = "codes [N, D] of float32 or float64";
+    let array = read_2d(path, "codes", expected)?;
+    let data = array.to_f64().map_err(|e| npy_error(path, "codes", expected, &e))?;
+    array2(&array.shape, data)
 }
 
 /// Factors `[N, K]` from an integer `.npy` file, as `i64`.
 pub(crate) fn read_factors(path: &Path) -> anyhow::Result<Array2<i64>> {
-    let factors = read_first(
-        path,
-        "factors",
-        "factors [N, K] of an integer dtype (int8 to int64, uint8 to uint64)",
-        &[
-            read2::<i64>,
-            |b| read2::<i32>(b).map(|a| a.mapv(i64::from)),
-            |b| read2::<i16>(b).map(|a| a.mapv(i64::from)),
-            |b| read2::<i8>(b).map(|a| a.mapv(i64::from)),
-            |b| read2::<u32>(b).map(|a| a.mapv(i64::from)),
-            |b| read2::<u16>(b).map(|a| a.mapv(i64::from)),
-            |b| read2::<u8>(b).map(|a| a.mapv(i64::from)),
-            // Values of 2^63 and above wrap to negative numbers here and are rejected below.
-            |b| read2::<u64>(b).map(|a| a.mapv(|v| v as i64)),
-        ],
-    )?;
-    let bytes_are_u64 = factors.iter().any(|&v| v < 0) && {
-        let bytes = read_bytes(path, "factors")?;
-        read2::<u64>(&bytes).is_ok()
-    };
-    if bytes_are_u64 && let Some(((i, k), v)) = factors.indexed_iter().find(|(_, v)| **v < 0) {
-        return Err(UserError(format!(
-            "factors file {}: value {} at row {i}, column {k} does not fit in int64; expected factor values below \
-             2^63",
+    let expected = "factors [N, K] of an integer dtype (int8 to int64, uint8 to uint64)";
+    let array = read_2d(path, "factors", expected)?;
+    let data = array.to_i64().map_err(|e| match e {
+        NpyError::OutOfRange { index, value, .. } => UserError(format!(
+            "factors file {}: value {value} at row {}, column {} does not fit in int64; expected factor values \
+             below 2^63",
             path.display(),
-            *v as u64
+            index / array.shape[1],
+            index % array.shape[1]
         ))
-        .into());
-    }
-    Ok(factors)
+        .into(),
+        e => npy_error(path, "factors", expected, &e),
+    })?;
+    array2(&array.shape, data)
 }
 
 /// Shapes, row counts and finiteness, with the files named.

@@ -1,11 +1,13 @@
 //! `vrl models`: list the zoo, run a model on an array.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use tch::{Device, Kind, Tensor, nn};
 use vrl_config::Override;
+use vrl_data::DataError;
+use vrl_data::npy::{NpyData, encode_npy_f32, read_npy_file};
 use vrl_models::{ModelArgs, REGISTRY};
 
 use crate::UserError;
@@ -34,7 +36,7 @@ pub struct ForwardArgs {
     /// Input array, float32 `[N, C, H, W]`.
     #[arg(long)]
     input: PathBuf,
-    /// Output logits `[N, num_classes]`.
+    /// Output logits `[N, num_classes]` (float32 `.npy`), written atomically; its directory must exist.
     #[arg(long)]
     output: PathBuf,
 }
@@ -73,6 +75,7 @@ pub fn model_args(set: &[String]) -> anyhow::Result<ModelArgs> {
 }
 
 fn forward(args: ForwardArgs) -> anyhow::Result<ExitCode> {
+    check_output(&args.output)?;
     let margs = model_args(&args.set)?;
     let vs = nn::VarStore::new(Device::Cpu);
     let model = vrl_models::create(&args.model, &vs.root(), &margs)?;
@@ -80,31 +83,69 @@ fn forward(args: ForwardArgs) -> anyhow::Result<ExitCode> {
         let (tensors, _) = vrl_models::weights::load_safetensors(w)?;
         vrl_models::weights::load_into_varstore(&vs, &tensors, w)?;
     }
-    let input = Tensor::read_npy(&args.input)
-        .map_err(|e| UserError(format!("cannot read {} as a .npy array: {e}", args.input.display())))?;
-    if input.kind() != Kind::Float || input.dim() != 4 {
-        return Err(UserError(format!(
-            "{}: expected a float32 array [N, C, H, W], found {:?} {:?}",
-            args.input.display(),
-            input.kind(),
-            input.size()
-        ))
-        .into());
-    }
-    let logits = tch::no_grad(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_t(&input, false)))
-    })
-    .map_err(|_| {
+    let input = read_input(&args.input)?;
+    let logits = tch::no_grad(|| vrl_train::catch_torch(|| model.forward_t(&input, false))).map_err(|e| {
         UserError(format!(
-            "model `{}` cannot take input of shape {:?} from {} (see its in_chans and img_size)",
+            "model `{}` cannot take input of shape {:?} from {} (see its in_chans and img_size): {e}",
             args.model,
             input.size(),
             args.input.display()
         ))
     })?;
-    let tmp = args.output.with_extension("npy.tmp");
-    logits.write_npy(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
+    write_logits(&args.output, &logits)?;
     eprintln!("wrote logits {:?} to {}", logits.size(), args.output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--output` must name a file (not a directory) in a directory that exists.
+fn check_output(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    if path.is_dir() || path.file_name().is_none() {
+        return Err(
+            UserError(format!("--output {shown} is a directory; expected the path of a .npy file")).into()
+        );
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(UserError(format!(
+            "--output {shown}: the directory {} does not exist; create it first",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The float32 `[N, C, H, W]` array of `path`, read with vrl's bounds-checked `.npy` reader.
+fn read_input(path: &Path) -> anyhow::Result<Tensor> {
+    let array = read_npy_file(path).map_err(|e| {
+        UserError(match e {
+            DataError::Format { message, .. } => format!("--input {}: {message}", path.display()),
+            e => format!("--input: {e}"),
+        })
+    })?;
+    let descr = array.descr();
+    let (&[n, c, h, w], NpyData::F32(data)) = (array.shape.as_slice(), &array.data) else {
+        return Err(UserError(format!(
+            "--input {}: expected a float32 array [N, C, H, W], found '{descr}' of shape {:?}",
+            path.display(),
+            array.shape
+        ))
+        .into());
+    };
+    // The reader bounds every count by isize::MAX, so each dimension fits in i64.
+    let size = [n, c, h, w].map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+    Tensor::f_from_slice(data)
+        .and_then(|t| t.f_view(size))
+        .with_context(|| format!("cannot make a tensor of {}", path.display()))
+}
+
+/// Writes the logits as a float32 `.npy` file, atomically (a temporary file beside `path`, renamed).
+fn write_logits(path: &Path, logits: &Tensor) -> anyhow::Result<()> {
+    let logits = logits.to_kind(Kind::Float).contiguous();
+    let shape = logits.size().iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<_>, _>>()?;
+    let data = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+    vrl_cache::write_atomic(path, &encode_npy_f32(&shape, &data))
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -25,6 +25,7 @@ pub mod folder;
 mod idx;
 pub mod longtail;
 mod mnist;
+pub mod npy;
 pub mod randaugment;
 mod rng;
 pub mod transforms;

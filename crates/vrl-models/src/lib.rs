@@ -472,7 +472,8 @@ mod tests {
             (ModelArgs { mlp_ratio: Some(f64::INFINITY), ..Default::default() }, "`mlp_ratio`"),
             (ModelArgs { depths: Some(vec![1; 65]), ..Default::default() }, "`depths`"),
         ] {
-            let e = create("resnet18", &vs.root(), &args).err().expect("refused").to_string();
+            let Err(e) = create("resnet18", &vs.root(), &args) else { panic!("{key} is refused") };
+            let e = e.to_string();
             assert!(e.contains(key), "{e}");
         }
         assert!(vs.variables().is_empty());

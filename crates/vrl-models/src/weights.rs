@@ -119,12 +119,30 @@ pub fn load_safetensors(path: &Path) -> Result<(TensorMap, HashMap<String, Strin
         let k = kind(view.dtype()).ok_or_else(|| {
             file_err(path, format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
         })?;
-        let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let size = checked_size(view.shape(), k, view.data().len())
+            .map_err(|why| file_err(path, format!("tensor `{name}`: {why}")))?;
         let t = Tensor::f_from_data_size(view.data(), &size, k)
             .map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
         out.insert(name.to_string(), t);
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// The shape as LibTorch sizes, checked against the bytes there are: every dimension fits an `i64`
+/// and the elements fill exactly `bytes` (tch copies what the shape says without looking).
+fn checked_size(shape: &[usize], kind: Kind, bytes: usize) -> Result<Vec<i64>, String> {
+    let size: Vec<i64> = shape
+        .iter()
+        .map(|&d| i64::try_from(d).map_err(|_| format!("dimension {d} of shape {shape:?} is too large")))
+        .collect::<Result<_, _>>()?;
+    let need = shape
+        .iter()
+        .try_fold(kind.elt_size_in_bytes(), |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    if need != bytes {
+        return Err(format!("shape {shape:?} needs {need} bytes, the file holds {bytes}"));
+    }
+    Ok(size)
 }
 
 /// Copies `tensors` into the variables of `vs` (names and shapes must match exactly). On a mismatch

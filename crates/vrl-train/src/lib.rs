@@ -49,7 +49,7 @@ pub use signals::{EXIT_INTERRUPTED, StopSignal, fault_injection};
 pub use study::{
     Opened, Outcome, RunOptions, StudyRun, StudySettings, configure_threads, open_study, run_meta,
 };
-pub use torch_error::{TorchError, catch_torch, quiet_panic, strip_cpp_traces, summarize};
+pub use torch_error::{TorchError, catch_torch, caught_torch_panic, strip_cpp_traces, summarize};
 
 /// Seeds LibTorch's global generator for `step` of a run with `seed`. Every random draw inside the
 /// step then depends on (seed, step) only.

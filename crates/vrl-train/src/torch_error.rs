@@ -1,7 +1,7 @@
 //! LibTorch errors as user errors: tch's infallible operations panic when LibTorch throws (a shape,
 //! dtype or device that does not fit), with C++'s trace in the message. [`catch_torch`] turns such a
-//! panic into a [`TorchError`] of one paragraph; a panic hook that asks [`quiet_panic`] prints nothing
-//! for it, so a user sees one message and no trace (`RUST_BACKTRACE=1` shows it again).
+//! panic into a [`TorchError`] of one paragraph; a panic hook that asks [`caught_torch_panic`] prints
+//! nothing for it, so a user sees one message and no trace (`RUST_BACKTRACE=1` shows it again).
 //!
 //! ```
 //! use tch::{Device, Kind, Tensor};
@@ -51,12 +51,11 @@ pub fn catch_torch<T>(f: impl FnOnce() -> T) -> Result<T, TorchError> {
     })
 }
 
-/// Whether a panic hook should stay silent about this panic: a LibTorch error on a thread inside
-/// [`catch_torch`], which reports it, while `RUST_BACKTRACE` is unset.
-pub fn quiet_panic(info: &PanicHookInfo<'_>) -> bool {
-    let caught = DEPTH.with(|d| d.get() > 0);
-    let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
-    caught && !backtrace && torch_message(payload_text(info.payload())).is_some()
+/// Whether this panic is a LibTorch error on a thread inside [`catch_torch`], which reports it: a
+/// panic hook stays silent about it (or, with `RUST_BACKTRACE` set, shows LibTorch's trace without
+/// calling it a bug).
+pub fn caught_torch_panic(info: &PanicHookInfo<'_>) -> bool {
+    DEPTH.with(|d| d.get() > 0) && torch_message(payload_text(info.payload())).is_some()
 }
 
 fn payload_text(payload: &(dyn Any + Send)) -> &str {
