@@ -35,6 +35,9 @@ pub fn run(command: InspectCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn layers(args: LayersArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.output {
+        crate::output::check_output(path, "a CSV file")?;
+    }
     let options = Options { top_k: args.top_k, ..Options::default() };
     let stats = vrl_layerstats::analyze_safetensors(&args.weights, &options)?;
     let csv = vrl_layerstats::to_csv(&stats);

@@ -13,6 +13,7 @@ mod malloc;
 mod metrics;
 mod models;
 mod optim;
+mod output;
 mod slurm;
 
 use std::path::PathBuf;

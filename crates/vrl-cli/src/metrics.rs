@@ -92,6 +92,9 @@ pub fn run(command: MetricsCommand) -> anyhow::Result<ExitCode> {
 
 fn disentanglement(args: &DisentanglementArgs) -> anyhow::Result<ExitCode> {
     let wanted = metric_names(&args.metrics)?;
+    if let Some(path) = &args.output {
+        crate::output::check_output(path, "a JSON file")?;
+    }
     if !BINS.contains(&args.bins) {
         return Err(UserError(format!(
             "--bins {}: expected from {} to {} bins per code dimension",

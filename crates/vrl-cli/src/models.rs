@@ -75,7 +75,7 @@ pub fn model_args(set: &[String]) -> anyhow::Result<ModelArgs> {
 }
 
 fn forward(args: ForwardArgs) -> anyhow::Result<ExitCode> {
-    check_output(&args.output)?;
+    crate::output::check_output(&args.output, "a .npy file")?;
     let margs = model_args(&args.set)?;
     let vs = nn::VarStore::new(Device::Cpu);
     let model = vrl_models::create(&args.model, &vs.root(), &margs)?;
@@ -95,26 +95,6 @@ fn forward(args: ForwardArgs) -> anyhow::Result<ExitCode> {
     write_logits(&args.output, &logits)?;
     eprintln!("wrote logits {:?} to {}", logits.size(), args.output.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--output` must name a file (not a directory) in a directory that exists.
-fn check_output(path: &Path) -> anyhow::Result<()> {
-    let shown = path.display();
-    if path.is_dir() || path.file_name().is_none() {
-        return Err(
-            UserError(format!("--output {shown} is a directory; expected the path of a .npy file")).into()
-        );
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.is_dir()
-    {
-        return Err(UserError(format!(
-            "--output {shown}: the directory {} does not exist; create it first",
-            dir.display()
-        ))
-        .into());
-    }
-    Ok(())
 }
 
 /// The float32 `[N, C, H, W]` array of `path`, read with vrl's bounds-checked `.npy` reader.

@@ -51,6 +51,7 @@ pub fn run(command: OptimCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    crate::output::check_output(&args.output, "a safetensors file")?;
     let items: Vec<&str> = args.hparams.iter().map(String::as_str).collect();
     let hparams = HParams::parse(&items)?;
     let (initial, _) = vrl_models::weights::load_safetensors(&args.params)?;

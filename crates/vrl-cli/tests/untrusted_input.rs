@@ -137,3 +137,25 @@ fn an_input_of_the_wrong_shape_is_one_paragraph_naming_model_and_shape() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!tmp.path().join("y.npy").exists());
 }
+
+#[test]
+fn every_output_flag_refuses_a_directory_before_reading_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let missing = tmp.path().join("absent.npy");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["inspect", "layers", "--weights", missing, "--output", dir],
+        vec!["optim", "replay", "--optimizer", "sgd", "--params", missing, "--grads", missing],
+        vec!["metrics", "disentanglement", "--codes", missing, "--factors", missing, "--output", dir],
+    ] {
+        let mut cmd = Command::new(VRL);
+        cmd.args(&args);
+        if args[0] == "optim" {
+            cmd.args(["--steps", "1", "--output", dir]);
+        }
+        let out = cmd.env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE").output().unwrap();
+        assert_user_error(&out, &["--output", "is a directory"]);
+    }
+    assert_eq!(listing(tmp.path()), Vec::<PathBuf>::new());
+}
