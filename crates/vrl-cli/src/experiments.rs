@@ -221,7 +221,7 @@ fn list(catalog: &Catalog) {
     if !catalog.problems.is_empty() {
         println!("\nfiles that cannot be used (fix them to run them; the others are unaffected):");
         for p in &catalog.problems {
-            println!("  {}: {}", p.path.display(), p.error);
+            println!("  - {}", p.error);
         }
     }
     println!("\nrun one with: vrl experiment NAME [--preset P] [--set key=value]...");
@@ -234,8 +234,7 @@ fn tour(
     command: &[String],
 ) -> anyhow::Result<ExitCode> {
     if !catalog.problems.is_empty() {
-        let lines: Vec<String> =
-            catalog.problems.iter().map(|p| format!("  {}: {}", p.path.display(), p.error)).collect();
+        let lines: Vec<String> = catalog.problems.iter().map(|p| format!("  - {}", p.error)).collect();
         return Err(UserError(format!(
             "the tour runs every experiment, and these files cannot be used:\n{}",
             lines.join("\n")
