@@ -94,4 +94,21 @@ mod tests {
         MetricsLog::open(&p, None).unwrap();
         assert!(read_metrics(&p).unwrap().is_empty());
     }
+
+    #[test]
+    fn every_float_reads_back_to_the_same_bits() {
+        // serde_json's default parser may land one unit in the last place off; `float_roundtrip`
+        // (enabled for the workspace) makes a re-read metrics or results file write the same bytes.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..200_000 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let x = f64::from_bits(state);
+            if !x.is_finite() {
+                continue;
+            }
+            let text = serde_json::to_string(&json!({ "x": x })).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back["x"].as_f64().unwrap().to_bits(), x.to_bits(), "{text}");
+        }
+    }
 }
