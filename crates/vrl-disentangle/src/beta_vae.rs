@@ -29,7 +29,9 @@ pub struct BetaVaeSettings {
     pub num_eval: usize,
     /// The logistic regression's inverse regularisation strength (scikit-learn's default 1).
     pub c: f64,
-    /// The seed of every draw.
+    /// The seed of every draw (any `u64`; above `i64::MAX` a TOML string, as [`vrl_config::seed`]
+    /// reads it).
+    #[serde(with = "vrl_config::seed")]
     pub seed: u64,
     /// The most observations handed to the representation function at once (does not change the
     /// result).

@@ -36,7 +36,9 @@ pub struct FactorVaeSettings {
     /// Dimensions with a global standard deviation below this are pruned (0.05; a dimension of
     /// variance 0 is always pruned).
     pub prune_threshold: f64,
-    /// The seed of every draw.
+    /// The seed of every draw (any `u64`; above `i64::MAX` a TOML string, as [`vrl_config::seed`]
+    /// reads it).
+    #[serde(with = "vrl_config::seed")]
     pub seed: u64,
     /// The most observations handed to the representation function at once (does not change the
     /// result).

@@ -296,5 +296,9 @@ mod tests {
         let c = resolve("seed=18446744073709551615");
         c.validate().unwrap();
         assert_eq!(c.seed, u64::MAX);
+        let c = resolve("metrics.factor_vae.seed=18446744073709551615");
+        assert_eq!(c.metrics.factor_vae.seed, u64::MAX);
+        let c = resolve("metrics.beta_vae.seed=18446744073709551615");
+        assert_eq!(c.metrics.beta_vae.seed, u64::MAX);
     }
 }
