@@ -22,6 +22,7 @@ mod fsx;
 mod metrics;
 mod plot;
 mod report;
+mod stale;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,7 @@ pub use metrics::{MetricsLog, read_metrics};
 pub use plot::{Series, line_plot_svg, register_fonts};
 pub use report::Report;
 use serde::{Deserialize, Serialize};
+pub use stale::remove_stale_temporaries;
 
 /// Errors of this crate. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,9 @@ impl RunDir {
     /// `<run_id>.bak-<unix seconds>` first (see [`move_aside`]). An existing run whose `config.toml`
     /// differs from `config_toml` is an error.
     ///
+    /// Opening an unfinished run removes the temporary files that a killed process left in it
+    /// ([`remove_stale_temporaries`]).
+    ///
     /// `experiment` and `run_id` must be plain names ([`vrl_config::check_name`]), so that the run
     /// stays inside `root`; they are checked before anything is created.
     pub fn open(
@@ -171,7 +176,10 @@ impl RunDir {
                 return Err(RunError::ConfigChanged { path: dir });
             }
             Ok(_) if dir.join("results.json").exists() => RunState::Finished,
-            Ok(_) => RunState::Unfinished,
+            Ok(_) => {
+                remove_stale_temporaries(&dir);
+                RunState::Unfinished
+            }
             Err(_) => {
                 write_atomic(&config_path, config_toml.as_bytes())?;
                 RunState::New
@@ -287,8 +295,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let run = RunDir::open(root.path(), "e", "smoke", "a = 1\n", false).unwrap();
         assert_eq!(run.state(), RunState::New);
+        let torn = run.checkpoints().join(".ckpt-0000000007.safetensors.tmp.4194304999.0");
+        std::fs::write(&torn, b"half a checkpoint").unwrap();
         let again = RunDir::open(root.path(), "e", "smoke", "a = 1\n", false).unwrap();
         assert_eq!(again.state(), RunState::Unfinished);
+        assert!(!torn.exists(), "a killed process's temporary file is removed on resume");
         let changed = RunDir::open(root.path(), "e", "smoke", "a = 2\n", false).unwrap_err();
         assert!(changed.to_string().contains("--fresh"), "{changed}");
         run.write_results(&serde_json::json!({"x": 1})).unwrap();
