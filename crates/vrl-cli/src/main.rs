@@ -3,7 +3,8 @@
 //! Exit status: 0 done; 2 bad input (unknown key, bad value, missing or corrupt data, unknown name,
 //! a shape, dtype or device that LibTorch refuses), with a one-paragraph message and no C++ trace
 //! (`RUST_BACKTRACE=1` shows it); 75 stopped by a signal after saving a checkpoint (run the same
-//! command again to resume); 1 any other failure.
+//! command again to resume); 1 any other failure, including a write that failed (a full disk, a
+//! read-only file system: the message has the operating system's reason, and a scheduler may retry).
 
 mod bench;
 mod doctor;
@@ -79,7 +80,8 @@ fn is_user_error(err: &anyhow::Error) -> bool {
         e.is::<UserError>()
             || e.is::<vrl_config::ConfigError>()
             || e.is::<vrl_data::DataError>()
-            || e.is::<vrl_cache::CacheError>()
+            || e.downcast_ref::<vrl_cache::CacheError>()
+                .is_some_and(|c| !matches!(c, vrl_cache::CacheError::Io { .. }))
             || e.is::<vrl_models::ModelError>()
             || e.is::<vrl_train::DeviceError>()
             || e.downcast_ref::<vrl_train::TorchError>().is_some_and(|t| !t.is_out_of_memory())
@@ -95,7 +97,8 @@ fn is_user_error(err: &anyhow::Error) -> bool {
                         | vrl_run::RunError::NotARun { .. }
                 )
             )
-            || e.is::<vrl_models::weights::WeightsError>()
+            || e.downcast_ref::<vrl_models::weights::WeightsError>()
+                .is_some_and(|w| !matches!(w, vrl_models::weights::WeightsError::Write { .. }))
             || e.is::<vrl_disentangle::MetricError>()
             || e.downcast_ref::<vrl_layerstats::LayerStatsError>()
                 .is_some_and(|e| !matches!(e, vrl_layerstats::LayerStatsError::NoConvergence { .. }))
@@ -170,4 +173,31 @@ pub fn default_experiments_dir() -> PathBuf {
         return local;
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../experiments")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_write_is_not_the_users_fault() {
+        let full = || std::io::Error::from_raw_os_error(28); // ENOSPC
+        let cache =
+            vrl_cache::CacheError::Io { action: "cannot write", path: PathBuf::from("x"), source: full() };
+        assert!(!is_user_error(&anyhow::Error::from(cache).context("saving")));
+        let run = vrl_run::RunError::Io { action: "cannot write", path: PathBuf::from("x"), source: full() };
+        assert!(!is_user_error(&run.into()));
+        let weights =
+            vrl_models::weights::WeightsError::Write { path: PathBuf::from("x"), reason: "full".into() };
+        assert!(!is_user_error(&weights.into()));
+        let bad = vrl_models::weights::file_err(std::path::Path::new("w"), "not a valid safetensors file");
+        assert!(is_user_error(&bad.into()));
+        let missing = vrl_data::DataError::Io {
+            path: PathBuf::from("d"),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        assert!(is_user_error(&missing.into()));
+    }
 }

@@ -18,6 +18,15 @@ pub enum WeightsError {
         /// What went wrong.
         message: String,
     },
+    /// A file or directory could not be written (a full disk, a read-only file system): not a
+    /// fault of the input, so the CLI exits 1 rather than 2.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
     /// The tensors in a file do not match what they are loaded into.
     #[error("{path}: weights do not match the model:\n{details}")]
     Mismatch {
@@ -98,10 +107,22 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(),
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
+    let write_err = |path: &Path, reason: String| WeightsError::Write { path: path.to_path_buf(), reason };
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create directory: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e.to_string()))?;
     }
-    vrl_cache::write_atomic(path, bytes).map_err(|e| file_err(path, e))
+    vrl_cache::write_atomic(path, bytes).map_err(|e| write_err(path, with_sources(&e)))
+}
+
+/// An error's message followed by those of its sources (where the operating system's reason is).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 /// Tensors by name.
