@@ -263,7 +263,8 @@ fn tour(
             interrupted @ Outcome::Interrupted { .. } => return Ok(report_outcome(&file.name, interrupted)),
         }
     }
-    let run = RunDir::open(&args.runs_dir, "tour", "smoke", "", true)?;
+    // The tour rewrites its report and results each time; nothing to move aside.
+    let run = RunDir::open(&args.runs_dir, "tour", "smoke", "", false)?;
     let mut report = Report::new("vrl tour");
     report.paragraph(&format!(
         "The smoke preset of every experiment, run by `cargo xtask experiment tour` (vrl {}). Each \
