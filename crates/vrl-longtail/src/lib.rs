@@ -32,6 +32,7 @@ pub mod counterfactual;
 mod data;
 pub mod eval;
 pub mod losses;
+mod report;
 mod study;
 pub mod tde;
 

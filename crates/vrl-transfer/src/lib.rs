@@ -34,6 +34,8 @@ pub mod lora;
 pub mod mae;
 mod method;
 pub mod prompts;
+mod report;
+mod settings;
 pub mod study;
 pub mod toast;
 pub mod whitening;

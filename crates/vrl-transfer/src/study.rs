@@ -20,19 +20,21 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
-use vrl_config::{ConfigError, ExperimentFile};
+use vrl_config::ExperimentFile;
 use vrl_data::{FashionMnist, ImageFolder, ImageSet, Mnist, permutation};
 use vrl_loader::TensorDataset;
 use vrl_models::vision_transformer::VitConfig;
 use vrl_models::{Model, VisionTransformer};
 use vrl_optim::{HParams, HValue};
-use vrl_run::{MetricsLog, Report, RunDir, Series};
+use vrl_run::MetricsLog;
 use vrl_train::{Opened, Outcome, RunOptions, StopSignal, seed_step, to_device_pinned};
 
-use crate::burstiness::{Histogram, gaussian_density, interaction_values, kurtosis};
+use crate::burstiness::{Histogram, interaction_values, kurtosis};
 use crate::config::{BackboneConfig, PretrainRun, TransferConfig};
 use crate::mae::{MaeConfig, MaskedAutoencoder};
-use crate::{BptForm, FrozenBackbone, Method, TransferModel, steps_to_90pct_final};
+use crate::settings::{invalid, lr_of, methods_of, peak_lr};
+pub use crate::settings::{method_of, validate, vit_config};
+use crate::{FrozenBackbone, TransferModel, steps_to_90pct_final};
 
 /// The method names of the experiment, in report order.
 pub const METHODS: [&str; 10] = [
@@ -47,7 +49,6 @@ pub const METHODS: [&str; 10] = [
     "lora",
     "toast",
 ];
-const SOURCES: [&str; 3] = ["supervised", "mae", "checkpoint"];
 /// ImageNet's channel statistics (timm's defaults) for image-folder data.
 const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
@@ -85,319 +86,15 @@ enum Done<T> {
 }
 
 /// Writes `value` to `path` atomically and returns it as read back, so that a run that computes a
-/// piece and one that resumes from its file see the same numbers (JSON's decimal floats do not
-/// round-trip every bit).
+/// piece and one that resumes from its file go on from the same value (with serde_json's
+/// `float_roundtrip`, floats read back bit for bit; the read also normalises what JSON cannot hold).
 fn persist(path: &Path, value: &Value) -> anyhow::Result<Value> {
     let text = serde_json::to_string_pretty(value)?;
     vrl_run::write_atomic(path, text.as_bytes())?;
     Ok(serde_json::from_str(&text)?)
 }
 
-fn invalid(key: &str, message: String) -> anyhow::Error {
-    ConfigError::Invalid { experiment: "transfer".into(), key: key.into(), message }.into()
-}
-
-/// The [`Method`] of a method name with the experiment's settings.
-pub fn method_of(name: &str, cfg: &TransferConfig) -> anyhow::Result<Method> {
-    let s = &cfg.settings;
-    let bpt = |deep: bool, form: BptForm| Method::Bpt {
-        num_prompts: s.num_prompts,
-        deep,
-        form,
-        whitening_images: s.whitening_images,
-        eps: s.eps,
-    };
-    let low = BptForm::LowRank { rank: s.lowrank_rank };
-    Ok(match name {
-        "linear" => Method::LinearProbe,
-        "full_ft" => Method::FullFineTune { frozen: s.full_ft_frozen.clone() },
-        "vpt_shallow" => Method::Vpt { num_prompts: s.num_prompts, deep: false },
-        "vpt_deep" => Method::Vpt { num_prompts: s.num_prompts, deep: true },
-        "bpt_full_shallow" => bpt(false, BptForm::Full),
-        "bpt_full_deep" => bpt(true, BptForm::Full),
-        "bpt_lowrank_shallow" => bpt(false, low),
-        "bpt_lowrank_deep" => bpt(true, low),
-        "lora" => Method::Lora { rank: s.lora.rank, alpha: s.lora.alpha, targets: s.lora.targets.clone() },
-        "toast" => Method::Toast { lambda_var: s.toast.lambda_var },
-        other => {
-            return Err(invalid(
-                "methods",
-                format!("unknown method `{other}`; known: {}", METHODS.join(", ")),
-            ));
-        }
-    })
-}
-
-/// The methods run on `b`.
-fn methods_of<'a>(cfg: &'a TransferConfig, b: &'a BackboneConfig) -> &'a [String] {
-    if b.methods.is_empty() { &cfg.methods } else { &b.methods }
-}
-
-/// The backbone's ViT configuration (its `num_classes` is that of the supervised pretraining head).
-pub fn vit_config(cfg: &TransferConfig) -> anyhow::Result<VitConfig> {
-    let name = &cfg.model.name;
-    let base = VitConfig::named(name)
-        .ok_or_else(|| invalid("model.name", format!("`{name}` is not a registered Vision Transformer")))?;
-    base.with_args(name, &cfg.model.args).with_context(|| "model.args".to_string())
-}
-
-/// Checks the settings, and that every file the run needs exists, before anything runs.
-pub fn validate(cfg: &TransferConfig) -> anyhow::Result<()> {
-    let vit = vit_config(cfg)?;
-    if cfg.backbones.is_empty() {
-        return Err(invalid("backbones", "at least one backbone is needed".into()));
-    }
-    let known = |m: &String, key: &str| -> anyhow::Result<()> {
-        if METHODS.contains(&m.as_str()) {
-            Ok(())
-        } else {
-            Err(invalid(key, format!("unknown method `{m}`; known: {}", METHODS.join(", "))))
-        }
-    };
-    for m in &cfg.methods {
-        known(m, "methods")?;
-    }
-    for m in cfg.tune.lr_by_method.keys() {
-        known(m, "tune.lr_by_method")?;
-    }
-    let s = &cfg.settings;
-    let mut all_methods: Vec<&String> = Vec::new();
-    for (i, b) in cfg.backbones.iter().enumerate() {
-        let key = |k: &str| format!("backbones[{i}].{k}");
-        if b.name.is_empty() || !b.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(invalid(
-                &key("name"),
-                format!("expected letters, digits, `_` or `-`, got `{}`", b.name),
-            ));
-        }
-        if cfg.backbones[..i].iter().any(|o| o.name == b.name) {
-            return Err(invalid(&key("name"), format!("`{}` is used twice", b.name)));
-        }
-        if !SOURCES.contains(&b.source.as_str()) {
-            return Err(invalid(
-                &key("source"),
-                format!("unknown source `{}`; known: {}", b.source, SOURCES.join(", ")),
-            ));
-        }
-        if b.source == "checkpoint" {
-            if b.checkpoint.is_empty() {
-                return Err(invalid(
-                    &key("checkpoint"),
-                    "source `checkpoint` needs the path of a timm ViT checkpoint in safetensors \
-                     (e.g. vit_base_patch16_224 weights)"
-                        .into(),
-                ));
-            }
-            if !Path::new(&b.checkpoint).is_file() {
-                return Err(invalid(
-                    &key("checkpoint"),
-                    format!(
-                        "checkpoint file `{}` does not exist; give the path of a timm ViT checkpoint in \
-                         safetensors (nothing is downloaded)",
-                        b.checkpoint
-                    ),
-                ));
-            }
-        }
-        for m in &b.methods {
-            known(m, &key("methods"))?;
-        }
-        all_methods.extend(methods_of(cfg, b));
-    }
-    if all_methods.is_empty() {
-        return Err(invalid("methods", "no method to run".into()));
-    }
-    check_integers(cfg)?;
-    let uses = |prefix: &str| all_methods.iter().any(|m| m.starts_with(prefix));
-    if (uses("vpt") || uses("bpt")) && s.num_prompts < 1 {
-        return Err(invalid(
-            "settings.num_prompts",
-            format!("VPT and bilinear prompts need at least one prompt, got {}", s.num_prompts),
-        ));
-    }
-    if uses("bpt_lowrank") && !(1..s.num_prompts).contains(&s.lowrank_rank) {
-        return Err(invalid(
-            "settings.num_prompts",
-            format!(
-                "bpt_lowrank needs more prompts than its rank (settings.lowrank_rank = {}), so that A Bᵀ is \
-                 of low rank; got num_prompts = {} (use bpt_full for so few prompts)",
-                s.lowrank_rank, s.num_prompts
-            ),
-        ));
-    }
-    if uses("bpt") && cfg.data.train_images != 0 && s.whitening_images as usize > cfg.data.train_images {
-        return Err(invalid(
-            "settings.whitening_images",
-            format!(
-                "{} whitening images but only data.train_images = {} training images",
-                s.whitening_images, cfg.data.train_images
-            ),
-        ));
-    }
-    let mut seen = Vec::new();
-    for m in all_methods {
-        if seen.contains(&m) {
-            continue;
-        }
-        seen.push(m);
-        method_of(m, cfg)?
-            .validate(vit.embed_dim)
-            .with_context(|| format!("method `{m}` (the `settings` table)"))?;
-    }
-    if s.toast.pretune_steps > 0 && !(s.toast.pretune_lr > 0.0 && s.toast.pretune_lr.is_finite()) {
-        return Err(invalid(
-            "settings.toast.pretune_lr",
-            format!("must be positive, got {}", s.toast.pretune_lr),
-        ));
-    }
-    let r = cfg.burstiness.range;
-    if r.is_nan() || r <= 0.0 {
-        return Err(invalid("burstiness.range", format!("must be positive, got {r}")));
-    }
-    if cfg.burstiness.images == 1 || cfg.burstiness.images < 0 {
-        return Err(invalid(
-            "burstiness.images",
-            format!("must be 0 (off) or ≥ 2, got {}", cfg.burstiness.images),
-        ));
-    }
-    lr_of(cfg, "linear")?;
-    // The data.
-    match cfg.data.dataset.as_str() {
-        "mnist" | "fashion-mnist" => {
-            if (vit.img_size, vit.in_chans) != (28, 1) {
-                return Err(invalid(
-                    "model.args",
-                    format!(
-                        "{} images are 28×28 with 1 channel; the model expects {0}×{0} with {1} (set img_size = 28, in_chans = 1)",
-                        vit.img_size, vit.in_chans
-                    ),
-                ));
-            }
-            if !cfg.data.dir.is_empty() && !Path::new(&cfg.data.dir).is_dir() {
-                return Err(invalid("data.dir", format!("directory `{}` does not exist", cfg.data.dir)));
-            }
-        }
-        "folder" => {
-            for (key, dir) in [("data.train_dir", &cfg.data.train_dir), ("data.test_dir", &cfg.data.test_dir)]
-            {
-                if dir.is_empty() || !Path::new(dir).is_dir() {
-                    return Err(invalid(
-                        key,
-                        format!(
-                            "image folder `{dir}` does not exist; give a directory of `<class>/<image>` files \
-                             (FGVC / VTAB-1k layout, prepared by the user)"
-                        ),
-                    ));
-                }
-            }
-            if vit.in_chans != 3 {
-                return Err(invalid(
-                    "model.args.in_chans",
-                    format!("image folders are RGB, got {}", vit.in_chans),
-                ));
-            }
-        }
-        other => {
-            return Err(invalid(
-                "data.dataset",
-                format!("unknown data set `{other}`; expected `fashion-mnist`, `mnist` or `folder`"),
-            ));
-        }
-    }
-    if cfg.backbones.iter().any(|b| b.source != "checkpoint") {
-        let p = &cfg.pretrain;
-        if !matches!(p.dataset.as_str(), "mnist" | "fashion-mnist") {
-            return Err(invalid(
-                "pretrain.dataset",
-                format!("expected `mnist` or `fashion-mnist`, got `{}`", p.dataset),
-            ));
-        }
-        if (vit.img_size, vit.in_chans) != (28, 1) {
-            return Err(invalid(
-                "model.args",
-                "pretraining on MNIST needs img_size = 28, in_chans = 1".into(),
-            ));
-        }
-        for (key, run) in [("pretrain.supervised", &p.supervised), ("pretrain.mae", &p.mae.run)] {
-            peak_lr(&run.hparams, &format!("{key}.hparams.lr"))?;
-        }
-        mae_config(cfg, &vit).validate().context("pretrain.mae")?;
-    }
-    Ok(())
-}
-
-/// Every count, size and interval in its range (pretraining's when a backbone is pretrained here, a
-/// method's when it runs), so that none can overflow what it multiplies.
-fn check_integers(cfg: &TransferConfig) -> anyhow::Result<()> {
-    use vrl_config::{
-        MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_SAMPLES, MAX_SIZE, MAX_STEPS, check_ranges,
-    };
-    let (d, t, s) = (&cfg.data, &cfg.tune, &cfg.settings);
-    check_ranges(
-        "transfer",
-        &[
-            ("data.train_images", d.train_images as u64, 0..=MAX_EXAMPLES),
-            ("data.test_images", d.test_images as u64, 0..=MAX_EXAMPLES),
-            ("tune.steps", t.steps, 1..=MAX_STEPS),
-            ("tune.batch_size", t.batch_size as u64, 1..=MAX_BATCH_SIZE),
-            ("tune.eval_every", t.eval_every, 1..=MAX_STEPS),
-            ("tune.eval_batch_size", t.eval_batch_size as u64, 1..=MAX_BATCH_SIZE),
-            ("settings.toast.pretune_steps", s.toast.pretune_steps, 0..=MAX_STEPS),
-            ("burstiness.bins", cfg.burstiness.bins as u64, 1..=MAX_SIZE),
-        ],
-    )?;
-    let (samples, size) = (MAX_SAMPLES as i64, MAX_SIZE as i64);
-    check_ranges("transfer", &[("burstiness.images", cfg.burstiness.images, 0..=samples)])?;
-    let uses =
-        |prefix: &str| cfg.backbones.iter().flat_map(|b| methods_of(cfg, b)).any(|m| m.starts_with(prefix));
-    if uses("vpt") || uses("bpt") {
-        check_ranges("transfer", &[("settings.num_prompts", s.num_prompts, 1..=size)])?;
-    }
-    if uses("bpt") {
-        check_ranges("transfer", &[("settings.whitening_images", s.whitening_images, 2..=samples)])?;
-    }
-    if cfg.backbones.iter().all(|b| b.source == "checkpoint") {
-        return Ok(());
-    }
-    let p = &cfg.pretrain;
-    check_ranges(
-        "transfer",
-        &[
-            ("pretrain.images", p.images as u64, 0..=MAX_EXAMPLES),
-            ("pretrain.test_images", p.test_images as u64, 0..=MAX_EXAMPLES),
-            ("pretrain.supervised.epochs", p.supervised.epochs, 1..=MAX_EPOCHS),
-            ("pretrain.supervised.batch_size", p.supervised.batch_size as u64, 1..=MAX_BATCH_SIZE),
-            ("pretrain.mae.epochs", p.mae.run.epochs, 1..=MAX_EPOCHS),
-            ("pretrain.mae.batch_size", p.mae.run.batch_size as u64, 1..=MAX_BATCH_SIZE),
-        ],
-    )?;
-    check_ranges(
-        "transfer",
-        &[
-            ("pretrain.mae.decoder_embed_dim", p.mae.decoder_embed_dim, 1..=size),
-            ("pretrain.mae.decoder_depth", p.mae.decoder_depth, 0..=size),
-            ("pretrain.mae.decoder_num_heads", p.mae.decoder_num_heads, 1..=size),
-        ],
-    )?;
-    Ok(())
-}
-
-fn peak_lr(hp: &HParams, key: &str) -> anyhow::Result<f64> {
-    match hp.0.get("lr") {
-        Some(HValue::Num(x)) if *x > 0.0 && x.is_finite() => Ok(*x),
-        _ => Err(invalid(key, "a positive learning rate is required".into())),
-    }
-}
-
-fn lr_of(cfg: &TransferConfig, method: &str) -> anyhow::Result<f64> {
-    match cfg.tune.lr_by_method.get(method) {
-        Some(&x) if x > 0.0 && x.is_finite() => Ok(x),
-        Some(x) => Err(invalid(&format!("tune.lr_by_method.{method}"), format!("must be positive, got {x}"))),
-        None => peak_lr(&cfg.tune.hparams, "tune.hparams.lr"),
-    }
-}
-
-fn mae_config(cfg: &TransferConfig, vit: &VitConfig) -> MaeConfig {
+pub(crate) fn mae_config(cfg: &TransferConfig, vit: &VitConfig) -> MaeConfig {
     let m = &cfg.pretrain.mae;
     MaeConfig {
         vit: vit.clone(),
@@ -898,248 +595,18 @@ pub fn run(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let results = finish(run, cfg, &vit, per_backbone, train.len(), test.len(), classes, seconds, threads)?;
+    let results = crate::report::finish(
+        run,
+        cfg,
+        &vit,
+        per_backbone,
+        train.len(),
+        test.len(),
+        classes,
+        seconds,
+        threads,
+    )?;
     Ok(Outcome::Finished { dir: run.path().to_path_buf(), results, already: false })
-}
-
-fn pct(v: &Value) -> String {
-    v.as_f64().map_or("—".into(), |x| format!("{:.1}", 100.0 * x))
-}
-
-fn num(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or("—".into(), |x| format!("{x:.digits$}"))
-}
-
-/// Writes the merged metrics, `results.json`, the plots and `report.md`.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    run: &RunDir,
-    cfg: &TransferConfig,
-    vit: &VitConfig,
-    per_backbone: Map<String, Value>,
-    n_train: usize,
-    n_test: usize,
-    classes: i64,
-    seconds: f64,
-    threads: usize,
-) -> anyhow::Result<Value> {
-    // Merge the methods' metrics.
-    let mut merged = String::new();
-    for b in &cfg.backbones {
-        for m in methods_of(cfg, b) {
-            for mut e in vrl_run::read_metrics(&run.path().join(&b.name).join(m).join("metrics.jsonl"))
-                .unwrap_or_default()
-            {
-                e["backbone"] = json!(b.name);
-                e["method"] = json!(m);
-                merged.push_str(&e.to_string());
-                merged.push('\n');
-            }
-        }
-    }
-    vrl_run::write_atomic(&run.path().join("metrics.jsonl"), merged.as_bytes())?;
-
-    // The tour's line: top-1 of the main methods on the MAE backbone (else the last one).
-    let main = cfg
-        .backbones
-        .iter()
-        .find(|b| b.source == "mae" || b.name == "mae")
-        .or(cfg.backbones.last())
-        .map(|b| b.name.clone())
-        .unwrap_or_default();
-    let mut top = Map::new();
-    for m in ["linear", "full_ft", "vpt_deep", "bpt_full_deep", "bpt_lowrank_deep", "lora", "toast"] {
-        if let Some(r) = per_backbone[&main]["methods"].get(m) {
-            top.insert(m.into(), r["top1"].clone());
-        }
-    }
-    let headline = json!({ format!("top1_{main}"): top });
-    // The table without the curves.
-    let mut table = Map::new();
-    for (b, v) in &per_backbone {
-        let mut t = Map::new();
-        for (m, r) in v["methods"].as_object().into_iter().flatten() {
-            t.insert(
-                m.clone(),
-                json!({"top1": r["top1"], "trainable_params": r["trainable_params"], "steps_to_90pct_final": r["steps_to_90pct_final"], "train_seconds": r["train_seconds"]}),
-            );
-        }
-        table.insert(b.clone(), Value::Object(t));
-    }
-    let results = json!({
-        "experiment": "transfer",
-        "headline": headline,
-        "results": table,
-        "backbones": per_backbone,
-        "data": {"dataset": cfg.data.dataset, "train_images": n_train, "test_images": n_test, "classes": classes},
-        "timing": {"seconds": seconds, "threads": threads, "note": "wall-clock of the last invocation only"},
-    });
-
-    let mut report = Report::new(
-        "transfer: a frozen ViT adapted by linear probe, fine-tuning, VPT, bilinear prompts, LoRA and TOAST",
-    );
-    report.paragraph(&format!(
-        "ViT `{}`: {}×{} images, patch {}, width {}, depth {}, {} heads. Target: {} ({n_train} training, {n_test} test images, \
-         {classes} classes). Every method: {} steps of {} (batch {}), the same new head, seed {}; {} prompts, low rank {}, \
-         whitening from {} training images (ε = {}). Accuracies are top-1 in % on the test images; `steps to 90%` is the first \
-         evaluated step (every {}) with at least 90% of the method's final accuracy; train s is the time of the tuning steps \
-         alone (no evaluation, no TOAST pre-tuning).",
-        cfg.model.name,
-        vit.img_size,
-        vit.img_size,
-        vit.patch_size,
-        vit.embed_dim,
-        vit.depth,
-        vit.num_heads,
-        cfg.data.dataset,
-        cfg.tune.steps,
-        cfg.tune.optimizer,
-        cfg.tune.batch_size,
-        cfg.seed,
-        cfg.settings.num_prompts,
-        cfg.settings.lowrank_rank,
-        cfg.settings.whitening_images,
-        cfg.settings.eps,
-        cfg.tune.eval_every,
-    ));
-    for b in &cfg.backbones {
-        let v = &per_backbone[&b.name];
-        report.heading(&format!("Backbone `{}` ({})", b.name, b.source));
-        let pre = &v["pretrain"];
-        if b.source != "checkpoint" {
-            report.paragraph(&format!(
-                "Pretrained on {} ({} images, {} steps, final loss {}{}){}.",
-                cfg.pretrain.dataset,
-                pre["images"],
-                pre["steps"],
-                num(&pre["final_loss"], 4),
-                pre.get("test_accuracy")
-                    .map_or(String::new(), |a| format!(", {}% on its own test set", pct(a))),
-                if pre["cached"] == json!(true) { ", loaded from the cache" } else { "" },
-            ));
-        } else {
-            report.paragraph(&format!("Checkpoint `{}`.", b.checkpoint));
-        }
-        let methods = &v["methods"];
-        let rows: Vec<Vec<String>> = methods_of(cfg, b)
-            .iter()
-            .map(|m| {
-                let r = &methods[m];
-                vec![
-                    m.clone(),
-                    pct(&r["top1"]),
-                    r["trainable_params"].to_string(),
-                    r["steps_to_90pct_final"].to_string(),
-                    num(&r["train_seconds"], 1),
-                ]
-            })
-            .collect();
-        report.table(&["method", "top-1", "trainable params", "steps to 90%", "train s"], &rows);
-        if let Some(lin) = methods.get("linear").and_then(|r| r["top1"].as_f64()) {
-            let lines: Vec<String> = methods_of(cfg, b)
-                .iter()
-                .filter(|m| m.as_str() != "linear")
-                .filter_map(|m| methods[m]["top1"].as_f64().map(|a| format!("{m} {:+.1}", 100.0 * (a - lin))))
-                .collect();
-            report.paragraph(&format!(
-                "Against the linear probe ({:.1}%), in points of top-1: {}.",
-                100.0 * lin,
-                lines.join("; ")
-            ));
-        }
-        // Convergence curves, in two plots of at most six lines.
-        let groups: [(&str, &[&str]); 2] = [
-            ("prompts", &["linear", "vpt_shallow", "vpt_deep", "bpt_full_shallow", "bpt_full_deep", "toast"]),
-            ("others", &["linear", "full_ft", "bpt_lowrank_shallow", "bpt_lowrank_deep", "lora"]),
-        ];
-        for (g, names) in groups {
-            let series: Vec<Series> = names
-                .iter()
-                .filter_map(|m| methods.get(*m).map(|r| (m, r)))
-                .map(|(m, r)| Series {
-                    label: m.to_string(),
-                    points: r["curve"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
-                        .collect(),
-                })
-                .collect();
-            if series.len() < 2 {
-                continue;
-            }
-            let file = format!("convergence_{}_{g}.svg", b.name);
-            let title = format!("Test top-1 against tuning step, backbone {}", b.name);
-            match vrl_run::line_plot_svg(&run.path().join(&file), &title, "step", "test top-1", &series) {
-                Ok(()) => {
-                    report.image(&title, &file);
-                }
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
-        // Burstiness.
-        let burst = &v["burstiness"];
-        if let Some(layers) = burst["layers"].as_array() {
-            report.paragraph(&format!(
-                "Burstiness: the prompt–key interaction values `norm1(x) W_kᵀ W_q` of the patch tokens of {} training \
-                 images, per block, centred, before and after whitening; Pearson's kurtosis (a Gaussian has 3).",
-                burst["images"]
-            ));
-            let rows: Vec<Vec<String>> = layers
-                .iter()
-                .map(|l| {
-                    vec![
-                        l["layer"].to_string(),
-                        num(&l["kurtosis"], 2),
-                        num(&l["kurtosis_whitened"], 2),
-                        num(&l["std"], 3),
-                        num(&l["std_whitened"], 3),
-                    ]
-                })
-                .collect();
-            report.table(&["block", "kurtosis", "kurtosis whitened", "std", "std whitened"], &rows);
-            let centres: Vec<f64> =
-                burst["centres"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
-            for (key, label) in [("density", "before"), ("density_whitened", "after")] {
-                let mut series: Vec<Series> = layers
-                    .iter()
-                    .take(5)
-                    .map(|l| Series {
-                        label: format!("block {}", l["layer"]),
-                        points: centres
-                            .iter()
-                            .zip(l[key].as_array().into_iter().flatten())
-                            .filter_map(|(&c, d)| d.as_f64().filter(|d| *d > 0.0).map(|d| (c, d.log10())))
-                            .collect(),
-                    })
-                    .collect();
-                series.push(Series {
-                    label: "Gaussian".into(),
-                    points: centres.iter().map(|&c| (c, gaussian_density(c, 0.0, 1.0).log10())).collect(),
-                });
-                let file = format!("burstiness_{}_{label}.svg", b.name);
-                let title =
-                    format!("Interaction values {label} whitening, backbone {} (standardised)", b.name);
-                match vrl_run::line_plot_svg(
-                    &run.path().join(&file),
-                    &title,
-                    "value / std",
-                    "log10 density",
-                    &series,
-                ) {
-                    Ok(()) => {
-                        report.image(&title, &file);
-                    }
-                    Err(e) => tracing::warn!("{e}"),
-                }
-            }
-        }
-    }
-    report.paragraph(&format!("Wall-clock {seconds:.1} s on {threads} thread(s) (last invocation)."));
-    report.write(&run.path().join("report.md"))?;
-    run.write_results(&results)?;
-    Ok(results)
 }
 
 #[cfg(test)]
